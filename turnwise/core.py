@@ -1,0 +1,325 @@
+"""`turnwise.Env`: the one contract every single-agent turnwise environment follows.
+
+A subclass supplies the world (`tasks`, `_reset_task`, `_step`, and optionally
+`admissible_actions`, `state_key`, `expert_action`); the base class supplies everything the
+contract promises on top, identically for every env:
+
+* task selection: `reset(options={"task_id": ...})`, or a seed alone picks one deterministically
+  from the split; the same task and seed always give the same episode;
+* action hygiene: non-strings, over-long strings and lone surrogates never reach the subclass and
+  never raise; they come back as an invalid step whose observation says what was wrong;
+* the standard `info` keys of `turnwise.info`, the `valid` reward term, `reward` as the weighted
+  sum of `reward_terms`, truncation at `max_turns`, and steps after the episode ended.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, SupportsFloat
+
+import gymnasium
+import numpy as np
+
+from turnwise.info import weighted_reward
+from turnwise.spaces import DEFAULT_MAX_LENGTH, String, text_observation_space
+from turnwise.text import clean_text
+
+__all__ = ["Env", "Observation", "StepResult", "UnknownTaskError"]
+
+Observation = dict[str, Any]
+"""`{"text": str}`, plus `"image"` (uint8 H×W×3) in visual envs."""
+
+#: The reward term every env reports for action validity: 0.0 when valid, `INVALID_PENALTY` when not.
+VALID_TERM = "valid"
+INVALID_PENALTY = -1.0
+
+
+class UnknownTaskError(KeyError):
+    """`reset` was asked for a task id the env does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass
+class StepResult:
+    """What a subclass's `_step` returns; the base class turns it into Gymnasium's 5-tuple."""
+
+    observation: str | Observation
+    reward_terms: dict[str, float] = field(default_factory=dict)
+    valid: bool = True
+    terminated: bool = False
+    success: bool | None = None
+    """Whether the task is accomplished (needed when `terminated`; False is assumed otherwise)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Extra, env-specific info keys."""
+
+
+class Env(gymnasium.Env[Observation, str]):
+    """Base class of single-agent turnwise environments (text in, text out).
+
+    Subclasses set `family` and implement `tasks`, `_reset_task` and `_step`; they may override
+    `admissible_actions`, `state_key`, `expert_action` and `_close`.
+
+    Args:
+        split: the split that `reset()` draws tasks from unless `options["split"]` says otherwise.
+        max_turns: the episode is truncated after this many steps.
+        reward_weights: weight of each reward term in `reward` (overrides the class defaults;
+            a term without a weight counts 1.0).
+        max_action_length: longer actions are rejected as invalid (never truncated silently).
+        render_mode: `"ansi"` (return the observation text) or `"human"` (print it).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": None}
+    #: One of "text", "web", "gui", "swe", "social", or "other".
+    family: ClassVar[str] = "other"
+    #: Default weights of this env's reward terms.
+    default_reward_weights: ClassVar[Mapping[str, float]] = {VALID_TERM: 0.1}
+    #: Splits this env has tasks for.
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+
+    def __init__(
+        self,
+        *,
+        split: str = "train",
+        max_turns: int = 50,
+        reward_weights: Mapping[str, float] | None = None,
+        max_action_length: int = 4096,
+        render_mode: str | None = None,
+    ) -> None:
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be at least 1, got {max_turns}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
+        self._check_split(split)
+        self.split = split
+        self.max_turns = int(max_turns)
+        self.reward_weights: dict[str, float] = {
+            **self.default_reward_weights,
+            **(reward_weights or {}),
+        }
+        self.render_mode = render_mode
+        self.observation_space = text_observation_space(DEFAULT_MAX_LENGTH)
+        self.action_space = String(max_action_length)
+        self._task_rng: np.random.Generator | None = None
+        self._task_id: str | None = None
+        self._turn = 0
+        self._ended = False
+        self._end_flags = (False, False)
+        self._success = False
+        self._last_obs: Observation = {"text": ""}
+        self._closed = False
+
+    # ------------------------------------------------------------------ to implement
+    def tasks(self, split: str | None = None) -> Sequence[str]:
+        """Task ids of `split` (default: this env's split), in a fixed order."""
+        raise NotImplementedError
+
+    def _reset_task(self, task_id: str) -> tuple[str | Observation, dict[str, Any]]:
+        """Start `task_id`; return the first observation and an info with `instruction`.
+
+        `self.np_random` is already seeded: draw any episode randomness from it.
+        """
+        raise NotImplementedError
+
+    def _step(self, action: str) -> StepResult:
+        """Apply a well-formed action string (any content: it may still be invalid)."""
+        raise NotImplementedError
+
+    def admissible_actions(self) -> list[str] | None:
+        """The actions valid in the current state, or None if the env cannot list them."""
+        return None
+
+    def state_key(self) -> str:
+        """A canonical string of the current underlying state (default: the observation text).
+
+        Override it with the real state wherever the text alone can mislead (the same state
+        described differently, or different states described alike).
+        """
+        return str(self._last_obs.get("text", ""))
+
+    def expert_action(self) -> str | None:
+        """An oracle's next action from the current state, or None if the env has no oracle."""
+        return None
+
+    def _close(self) -> None:
+        """Release resources; called once, however often `close()` is."""
+
+    # ------------------------------------------------------------------ the contract
+    @property
+    def env_id(self) -> str:
+        """The registered id (`turnwise/Name-vN`), or the class name if built directly."""
+        return self.spec.id if self.spec is not None else type(self).__name__
+
+    @property
+    def task_id(self) -> str | None:
+        """The task of the current episode (None before the first reset)."""
+        return self._task_id
+
+    @property
+    def turn(self) -> int:
+        """Steps taken in the current episode."""
+        return self._turn
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
+        """Start an episode.
+
+        Args:
+            seed: seeds the episode's randomness (and, without a task id, picks the task).
+            options: `task_id` to play a given task; `split` to draw from another split.
+        """
+        super().reset(seed=seed)
+        options = dict(options or {})
+        split = options.pop("split", self.split)
+        self._check_split(split)
+        task_id = options.pop("task_id", None)
+        if options:
+            raise ValueError(f"unknown reset options {sorted(options)}; known: task_id, split")
+        if seed is not None or self._task_rng is None:
+            # Its own stream, so that the episode (drawn from self.np_random) depends only on the
+            # seed and the task, not on whether the task was named or drawn.
+            base = 0 if seed is None else seed
+            self._task_rng = np.random.default_rng([base, 0x7A5C])
+        if task_id is None:
+            ids = self.tasks(split)
+            task_id = ids[int(self._task_rng.integers(len(ids)))]
+        else:
+            self._check_task(str(task_id), split)
+        self._task_id = str(task_id)
+        self._turn = 0
+        self._ended = False
+        self._end_flags = (False, False)
+        self._success = False
+        obs, extra = self._reset_task(self._task_id)
+        self._last_obs = self._as_observation(obs)
+        info: dict[str, Any] = {
+            "task_id": self._task_id,
+            "split": self._split_of(self._task_id, default=split),
+            "max_turns": self.max_turns,
+            **extra,
+        }
+        info.setdefault("instruction", "")
+        info["state_key"] = self.state_key()
+        admissible = self.admissible_actions()
+        if admissible is not None:
+            info["admissible_actions"] = list(admissible)
+        return self._last_obs, info
+
+    def step(self, action: str) -> tuple[Observation, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Take one turn. Bad agent input never raises: it is an invalid step."""
+        if self._task_id is None:
+            raise gymnasium.error.ResetNeeded("call reset() before step()")
+        if self._ended:
+            return self._after_end()
+        self._turn += 1
+        problem = self._action_problem(action)
+        if problem is not None:
+            result = StepResult(self._invalid_observation(problem), valid=False)
+        else:
+            result = self._step(clean_text(action))
+        obs = self._as_observation(result.observation)
+        terms = {name: float(v) for name, v in result.reward_terms.items()}
+        terms[VALID_TERM] = 0.0 if result.valid else INVALID_PENALTY
+        terminated = bool(result.terminated)
+        truncated = not terminated and self._turn >= self.max_turns
+        info: dict[str, Any] = {
+            **result.info,
+            "valid_action": bool(result.valid),
+            "reward_terms": terms,
+            "reward_weights": {k: self.reward_weights[k] for k in terms if k in self.reward_weights},
+            "turn": self._turn,
+        }
+        if terminated or truncated:
+            self._ended = True
+            self._end_flags = (terminated, truncated)
+            self._success = bool(result.success) if terminated else False
+            info["success"] = self._success
+            if truncated:
+                info["truncation_reason"] = "max_turns"
+        info["state_key"] = self.state_key()
+        admissible = self.admissible_actions()
+        if admissible is not None:
+            info["admissible_actions"] = list(admissible) if not self._ended else []
+        self._last_obs = obs
+        reward = weighted_reward(terms, info["reward_weights"])
+        if self.render_mode == "human":
+            self.render()
+        return obs, reward, terminated, truncated, info
+
+    def render(self) -> str | None:  # type: ignore[override]
+        text = str(self._last_obs.get("text", ""))
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def close(self) -> None:
+        """Release resources. Safe to call more than once."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+        super().close()
+
+    # ------------------------------------------------------------------ helpers
+    def _invalid_observation(self, problem: str) -> str | Observation:
+        """The observation of a step rejected before reaching `_step` (overridable)."""
+        return f"Invalid action: {problem}"
+
+    def _action_problem(self, action: object) -> str | None:
+        if not isinstance(action, str):
+            return f"an action is a string, got {type(action).__name__}."
+        limit = self.action_space.max_length  # type: ignore[attr-defined]
+        if len(action) > limit:
+            return f"the action is {len(action)} characters long; the limit is {limit}."
+        return None
+
+    def _after_end(self) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        terms = {VALID_TERM: INVALID_PENALTY}
+        weights = {k: self.reward_weights[k] for k in terms if k in self.reward_weights}
+        terminated, truncated = self._end_flags
+        info: dict[str, Any] = {
+            "valid_action": False,
+            "reward_terms": terms,
+            "reward_weights": weights,
+            "turn": self._turn,
+            "success": self._success,
+            "state_key": self.state_key(),
+            "episode_over": True,
+        }
+        obs = self._as_observation(
+            self._invalid_observation("the episode is over; call reset() to start another.")
+        )
+        return obs, weighted_reward(terms, weights), terminated, truncated, info
+
+    def _as_observation(self, obs: str | Observation) -> Observation:
+        if isinstance(obs, str):
+            return {"text": clean_text(obs)}
+        if "text" not in obs:
+            raise TypeError(f"{type(self).__name__} returned an observation without 'text'")
+        return {**obs, "text": clean_text(str(obs["text"]))}
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise ValueError(f"unknown split {split!r}; {type(self).__name__} has {self.splits}")
+
+    def _split_of(self, task_id: str, default: str) -> str:
+        if task_id in self._task_set(default):
+            return default
+        return next((s for s in self.splits if task_id in self._task_set(s)), default)
+
+    def _task_set(self, split: str) -> frozenset[str]:
+        cache: dict[str, frozenset[str]] = self.__dict__.setdefault("_task_sets", {})
+        if split not in cache:
+            cache[split] = frozenset(self.tasks(split))
+        return cache[split]
+
+    def _check_task(self, task_id: str, split: str) -> None:
+        if any(task_id in self._task_set(s) for s in self.splits):
+            return
+        close = difflib.get_close_matches(task_id, list(self._task_set(split)), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise UnknownTaskError(f"{self.env_id} has no task {task_id!r}.{hint}")

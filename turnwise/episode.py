@@ -1,0 +1,69 @@
+"""The plain agent loop: one episode of one agent in one env, recorded as a `Trajectory`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium
+
+from turnwise.trajectory import Trajectory
+from turnwise.wrappers.record import RecordTrajectory
+
+__all__ = ["Agent", "run_episode"]
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Anything that picks the next action from an observation and the step's info.
+
+    Agents that keep state across turns may also define `reset()`, called before each episode.
+    """
+
+    def act(self, observation: Mapping[str, Any], info: Mapping[str, Any]) -> str: ...
+
+
+def run_episode(
+    env: gymnasium.Env[Any, Any],
+    agent: Agent,
+    *,
+    seed: int | None = None,
+    task_id: str | None = None,
+    policy: str = "",
+    max_turns: int | None = None,
+) -> Trajectory:
+    """Play one episode of `agent` in `env` and return its trajectory.
+
+    Args:
+        env: the env (it is not closed).
+        agent: picks each action.
+        seed: the reset seed.
+        task_id: play this task (else the seed picks one).
+        policy: a name for the agent, stored in the trajectory.
+        max_turns: stop after this many turns even if the env has not (recorded as truncated).
+
+    Example:
+        >>> import turnwise
+        >>> from turnwise.agents.baselines import ExpertAgent
+        >>> env = turnwise.make("turnwise/KeyDoor-v0")
+        >>> traj = run_episode(env, ExpertAgent(env), seed=3, policy="expert")
+        >>> traj.success
+        True
+    """
+    recorder = RecordTrajectory(env, policy=policy)
+    reset = getattr(agent, "reset", None)
+    if callable(reset):
+        reset()
+    options = {"task_id": task_id} if task_id is not None else None
+    obs, info = recorder.reset(seed=seed, options=options)
+    while True:
+        obs, _, terminated, truncated, info = recorder.step(agent.act(obs, info))
+        if terminated or truncated:
+            return recorder.trajectories[-1]
+        current = recorder.current
+        if max_turns is not None and current is not None and current.num_turns >= max_turns:
+            current.truncated = True
+            current.truncation_reason = "agent_max_turns"
+            current.turns[-1].truncated = True
+            current.final_observation = str(obs.get("text", "")) if isinstance(obs, dict) else ""
+            return current
