@@ -72,7 +72,7 @@ class Env(gymnasium.Env[Observation, str]):
         render_mode: `"ansi"` (return the observation text) or `"human"` (print it).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": None}
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": None}  # noqa: RUF012
     #: One of "text", "web", "gui", "swe", "social", or "other".
     family: ClassVar[str] = "other"
     #: Default weights of this env's reward terms.
@@ -230,7 +230,9 @@ class Env(gymnasium.Env[Observation, str]):
             **result.info,
             "valid_action": bool(result.valid),
             "reward_terms": terms,
-            "reward_weights": {k: self.reward_weights[k] for k in terms if k in self.reward_weights},
+            "reward_weights": {
+                k: self.reward_weights[k] for k in terms if k in self.reward_weights
+            },
             "turn": self._turn,
         }
         if terminated or truncated:
@@ -250,7 +252,7 @@ class Env(gymnasium.Env[Observation, str]):
             self.render()
         return obs, reward, terminated, truncated, info
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | None:
         text = str(self._last_obs.get("text", ""))
         if self.render_mode == "human":
             print(text)
@@ -278,13 +280,12 @@ class Env(gymnasium.Env[Observation, str]):
         return None
 
     def _after_end(self) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
-        terms = {VALID_TERM: INVALID_PENALTY}
-        weights = {k: self.reward_weights[k] for k in terms if k in self.reward_weights}
+        # Not part of the episode: no reward, but flagged invalid so agents notice.
         terminated, truncated = self._end_flags
         info: dict[str, Any] = {
             "valid_action": False,
-            "reward_terms": terms,
-            "reward_weights": weights,
+            "reward_terms": {},
+            "reward_weights": {},
             "turn": self._turn,
             "success": self._success,
             "state_key": self.state_key(),
@@ -293,7 +294,7 @@ class Env(gymnasium.Env[Observation, str]):
         obs = self._as_observation(
             self._invalid_observation("the episode is over; call reset() to start another.")
         )
-        return obs, weighted_reward(terms, weights), terminated, truncated, info
+        return obs, 0.0, terminated, truncated, info
 
     def _as_observation(self, obs: str | Observation) -> Observation:
         if isinstance(obs, str):

@@ -63,6 +63,8 @@ class StepInfo(TypedDict, total=False):
     """Number of steps taken so far in this episode (1 after the first step)."""
     truncation_reason: str
     """Why the episode was truncated (e.g. `max_turns`), when it was."""
+    episode_over: bool
+    """True on a step taken after the episode had already ended (it changes nothing)."""
 
 
 #: Required reset keys and their types. `admissible_actions` and `state_key` are optional.
@@ -85,6 +87,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "split": str,
     "state_key": str,
     "truncation_reason": str,
+    "episode_over": bool,
 }
 
 
@@ -111,9 +114,9 @@ def _check_types(info: Mapping[str, Any], required: Mapping[str, Any]) -> list[s
     for key, typ in _OPTIONAL.items():
         if key in info and key not in required and not isinstance(info[key], typ):
             problems.append(f"info[{key!r}] should be {typ}, got {type(info[key]).__name__}")
-    if "admissible_actions" in info and isinstance(info["admissible_actions"], list):
-        if not all(isinstance(a, str) for a in info["admissible_actions"]):
-            problems.append("info['admissible_actions'] should hold only strings")
+    admissible = info.get("admissible_actions")
+    if isinstance(admissible, list) and not all(isinstance(a, str) for a in admissible):
+        problems.append("info['admissible_actions'] should hold only strings")
     return problems
 
 

@@ -104,9 +104,7 @@ def register(
         kwargs=dict(kwargs or {}),
     )
     if not multi_agent:
-        gymnasium.register(
-            id=id, entry_point=entry_point, kwargs=dict(kwargs or {})
-        )
+        gymnasium.register(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}))
     _ENTRIES[id] = record
     return record
 
@@ -140,7 +138,9 @@ def make(id: str, **kwargs: Any) -> Any:
     missing = record.missing()
     if missing:
         extra = f" Install it with: pip install 'turnwise[{record.extra}]'." if record.extra else ""
-        raise ModuleNotFoundError(f"{id} needs {', '.join(missing)}, which is not installed.{extra}")
+        raise ModuleNotFoundError(
+            f"{id} needs {', '.join(missing)}, which is not installed.{extra}"
+        )
     if record.multi_agent:
         module_name, _, attr = record.entry_point.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)

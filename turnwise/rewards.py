@@ -100,7 +100,9 @@ def score_batch(hook: Hook, ctxs: Sequence[StepContext]) -> list[float]:
         return [float(hook(ctx)) for ctx in ctxs]  # type: ignore[operator]
     values = _run_sync(score(list(ctxs)))
     if len(values) != len(ctxs):
-        raise RuntimeError(f"hook {hook.name!r} returned {len(values)} scores for {len(ctxs)} steps")
+        raise RuntimeError(
+            f"hook {hook.name!r} returned {len(values)} scores for {len(ctxs)} steps"
+        )
     return [float(v) for v in values]
 
 
@@ -134,7 +136,9 @@ def is_hook(obj: object) -> bool:
     """Whether `obj` is usable as a process-reward hook."""
     has_name = isinstance(getattr(obj, "name", None), str)
     score = getattr(obj, "score", None)
-    return has_name and (callable(obj) or (score is not None and inspect.iscoroutinefunction(score)))
+    return has_name and (
+        callable(obj) or (score is not None and inspect.iscoroutinefunction(score))
+    )
 
 
 # --------------------------------------------------------------------------- built-in hooks

@@ -101,12 +101,12 @@ def _flatdim_string(space: String) -> int:
 
 
 @flatten.register(String)
-def _flatten_string(space: String, x: str) -> str:
+def _flatten_string(space: String, x: str) -> str:  # type: ignore[misc]
     return x
 
 
 @unflatten.register(String)
-def _unflatten_string(space: String, x: str) -> str:
+def _unflatten_string(space: String, x: str) -> str:  # type: ignore[misc]
     return x
 
 

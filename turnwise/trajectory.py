@@ -76,12 +76,11 @@ class Turn:
     def __post_init__(self) -> None:
         self.observation = clean_text(self.observation)
         self.action = clean_text(self.action)
-        if self.token_ids is not None and self.logprobs is not None:
-            if len(self.token_ids) != len(self.logprobs):
-                raise ValueError(
-                    f"turn {self.index}: {len(self.token_ids)} token ids but "
-                    f"{len(self.logprobs)} log-probs"
-                )
+        ids, logprobs = self.token_ids, self.logprobs
+        if ids is not None and logprobs is not None and len(ids) != len(logprobs):
+            raise ValueError(
+                f"turn {self.index}: {len(ids)} token ids but {len(logprobs)} log-probs"
+            )
 
 
 @dataclass
@@ -144,7 +143,9 @@ class Trajectory:
         known = {f.name for f in fields(cls)}
         turn_fields = {f.name for f in fields(Turn)}
         try:
-            turns = [Turn(**{k: v for k, v in t.items() if k in turn_fields}) for t in data["turns"]]
+            turns = [
+                Turn(**{k: v for k, v in t.items() if k in turn_fields}) for t in data["turns"]
+            ]
             kwargs = {k: v for k, v in data.items() if k in known and k != "turns"}
             return cls(turns=turns, **kwargs)
         except (KeyError, TypeError) as exc:
@@ -154,8 +155,12 @@ class Trajectory:
 # --------------------------------------------------------------------------- JSON Lines
 def write_jsonl(trajectories: Iterable[Trajectory], path: str | os.PathLike[str]) -> Path:
     """Write trajectories to `path`, one JSON object per line, atomically."""
-    lines = (json.dumps(t.to_dict(), ensure_ascii=False, allow_nan=False) for t in trajectories)
-    return _atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
+    lines = []
+    for traj in trajectories:
+        data = traj.to_dict()
+        _check_finite(data)
+        lines.append(json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n")
+    return _atomic_write_text(Path(path), "".join(lines))
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[Trajectory]:
@@ -240,6 +245,7 @@ def _unpairs(rows: list[dict[str, Any]] | None) -> dict[str, float]:
 
 def _to_row(traj: Trajectory) -> dict[str, Any]:
     row = traj.to_dict()
+    _check_finite(row)
     for key in _JSON_FIELDS_TRAJ:
         row[key] = json.dumps(row[key], ensure_ascii=False, allow_nan=False)
     for turn in row["turns"]:
@@ -267,8 +273,6 @@ def write_parquet(trajectories: Iterable[Trajectory], path: str | os.PathLike[st
     import pyarrow.parquet as pq
 
     rows = [_to_row(t) for t in trajectories]
-    for row in rows:
-        _check_finite(row)
     table = pa.Table.from_pylist(rows, schema=arrow_schema())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -307,9 +311,10 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Trajectory]:
 # --------------------------------------------------------------------------- helpers
 def _check_finite(row: dict[str, Any]) -> None:
     for turn in row["turns"]:
-        numbers = [turn["reward"], *(p["value"] for p in turn["reward_terms"])]
-        if not all(math.isfinite(x) for x in numbers):
-            raise ValueError(f"trajectory {row['id']}: turn {turn['index']} has a non-finite reward")
+        if not all(math.isfinite(x) for x in (turn["reward"], *turn["reward_terms"].values())):
+            raise ValueError(
+                f"trajectory {row['id']}: turn {turn['index']} has a non-finite reward"
+            )
 
 
 def _atomic_write_text(path: Path, text: str) -> Path:

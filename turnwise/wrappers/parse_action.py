@@ -41,9 +41,7 @@ class ParseAction(gymnasium.Wrapper[dict[str, Any], str, dict[str, Any], str]):
         super().__init__(env)
         self.parser = parser
 
-    def step(
-        self, action: str
-    ) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
+    def step(self, action: str) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
         if isinstance(action, str):
             parsed = self.parser(action)
         else:

@@ -8,7 +8,7 @@ from typing import Any, SupportsFloat
 import gymnasium
 
 from turnwise.info import weighted_reward
-from turnwise.rewards import Hook, HistoryItem, StepContext, is_hook, score_batch
+from turnwise.rewards import HistoryItem, Hook, StepContext, is_hook, score_batch
 
 __all__ = ["ProcessRewards"]
 
@@ -43,13 +43,13 @@ class ProcessRewards(gymnasium.Wrapper[dict[str, Any], str, dict[str, Any], str]
         weights: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(env)
-        names = [getattr(h, "name", None) for h in hooks]
-        for hook, name in zip(hooks, names):
+        for hook in hooks:
             if not is_hook(hook):
                 raise TypeError(
                     f"{hook!r} is not a process-reward hook: it needs a str `name` and "
                     "`__call__(ctx)` or `async score(ctxs)`"
                 )
+        names: list[str] = [h.name for h in hooks]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"two hooks share the name(s) {sorted(duplicates)}")
@@ -57,7 +57,7 @@ class ProcessRewards(gymnasium.Wrapper[dict[str, Any], str, dict[str, Any], str]
         if unknown:
             raise ValueError(f"weights given for unknown hooks {sorted(unknown)}")
         self.hooks = list(hooks)
-        self.weights = {n: float((weights or {}).get(n, 1.0)) for n in names}  # type: ignore[arg-type]
+        self.weights = {n: float((weights or {}).get(n, 1.0)) for n in names}
         self._history: list[HistoryItem] = []
         self._obs: dict[str, Any] = {}
         self._reset_info: dict[str, Any] = {}
@@ -71,9 +71,7 @@ class ProcessRewards(gymnasium.Wrapper[dict[str, Any], str, dict[str, Any], str]
         self._reset_info = info
         return obs, info
 
-    def step(
-        self, action: str
-    ) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
+    def step(self, action: str) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
         obs, _, terminated, truncated, info = self.env.step(action)
         terms = dict(info.get("reward_terms", {}))
         weights = dict(info.get("reward_weights", {}))

@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny contract-following env that needs nothing but the core."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from turnwise import Env, StepResult
+
+
+class CounterEnv(Env):
+    """Say `inc` until the counter reaches the target; `dec` goes back (a repeated state)."""
+
+    family = "other"
+    default_reward_weights = {"valid": 0.1, "progress": 0.5}  # noqa: RUF012
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.count = 0
+        self.target = 0
+        self.closed_calls = 0
+
+    def tasks(self, split: str | None = None) -> Sequence[str]:
+        split = split or self.split
+        return [f"{split}-{i}" for i in range(1, 6)]
+
+    def _reset_task(self, task_id: str) -> tuple[str, dict[str, Any]]:
+        self.target = int(task_id.rsplit("-", 1)[1])
+        self.count = 0
+        flavour = ["plain", "fancy"][int(self.np_random.integers(2))]
+        return f"[{flavour}] count to {self.target}", {"instruction": f"reach {self.target}"}
+
+    def _step(self, action: str) -> StepResult:
+        move = {"inc": 1, "dec": -1}.get(action.strip())
+        if move is None:
+            return StepResult(f"unknown action {action[:30]!r}", valid=False)
+        self.count += move
+        done = self.count >= self.target
+        return StepResult(
+            f"count is {self.count}",
+            {"outcome": float(done), "progress": move / self.target},
+            terminated=done,
+            success=done,
+        )
+
+    def admissible_actions(self) -> list[str]:
+        return ["inc", "dec"]
+
+    def state_key(self) -> str:
+        return f"count={self.count}"
+
+    def expert_action(self) -> str | None:
+        return "inc"
+
+    def _close(self) -> None:
+        self.closed_calls += 1
+
+
+@pytest.fixture
+def counter_env() -> CounterEnv:
+    return CounterEnv(max_turns=10)
