@@ -101,3 +101,18 @@ def test_missing_requirement_names_the_extra() -> None:
     assert not entry("turnwise/NeedsMissing-v0").available
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'turnwise\[web\]'"):
         turnwise.make("turnwise/NeedsMissing-v0")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_gymnasium_vector_envs_work(counter_module, mode: str) -> None:
+    register("turnwise/Echo-v0", counter_module, family="other")
+    kwargs = {"vector_kwargs": {"shared_memory": False}} if mode == "async" else {}
+    envs = gymnasium.make_vec("turnwise/Echo-v0", num_envs=2, vectorization_mode=mode, **kwargs)
+    try:
+        obs, info = envs.reset(options={"task_id": "a"})
+        assert obs["text"] == ("say a", "say a")
+        obs, reward, terminated, _, info = envs.step(("a", "wrong"))
+        assert list(reward) == [1.0, -0.1] and list(terminated) == [True, False]
+        assert list(info["valid_action"]) == [True, False]
+    finally:
+        envs.close()
