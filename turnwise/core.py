@@ -14,15 +14,14 @@ contract promises on top, identically for every env:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium
-import numpy as np
 
 from turnwise.info import weighted_reward
+from turnwise.selection import TaskSelector, UnknownTaskError
 from turnwise.spaces import DEFAULT_MAX_LENGTH, String, text_observation_space
 from turnwise.text import clean_text
 
@@ -34,13 +33,6 @@ Observation = dict[str, Any]
 #: The reward term every env reports for action validity: 0.0 when valid, `INVALID_PENALTY` when not.
 VALID_TERM = "valid"
 INVALID_PENALTY = -1.0
-
-
-class UnknownTaskError(KeyError):
-    """`reset` was asked for a task id the env does not have."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
 
 
 @dataclass
@@ -93,7 +85,8 @@ class Env(gymnasium.Env[Observation, str]):
             raise ValueError(f"max_turns must be at least 1, got {max_turns}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
-        self._check_split(split)
+        self._selector = TaskSelector(self.tasks, self.splits, lambda: self.env_id)
+        self._selector.check_split(split)
         self.split = split
         self.max_turns = int(max_turns)
         self.reward_weights: dict[str, float] = {
@@ -103,7 +96,6 @@ class Env(gymnasium.Env[Observation, str]):
         self.render_mode = render_mode
         self.observation_space = text_observation_space(DEFAULT_MAX_LENGTH)
         self.action_space = String(max_action_length)
-        self._task_rng: np.random.Generator | None = None
         self._task_id: str | None = None
         self._turn = 0
         self._ended = False
@@ -163,6 +155,11 @@ class Env(gymnasium.Env[Observation, str]):
         """Steps taken in the current episode."""
         return self._turn
 
+    @property
+    def ended(self) -> bool:
+        """Whether the current episode has terminated or been truncated."""
+        return self._ended
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Observation, dict[str, Any]]:
@@ -173,23 +170,7 @@ class Env(gymnasium.Env[Observation, str]):
             options: `task_id` to play a given task; `split` to draw from another split.
         """
         super().reset(seed=seed)
-        options = dict(options or {})
-        split = options.pop("split", self.split)
-        self._check_split(split)
-        task_id = options.pop("task_id", None)
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; known: task_id, split")
-        if seed is not None or self._task_rng is None:
-            # Its own stream, so that the episode (drawn from self.np_random) depends only on the
-            # seed and the task, not on whether the task was named or drawn.
-            base = 0 if seed is None else seed
-            self._task_rng = np.random.default_rng([base, 0x7A5C])
-        if task_id is None:
-            ids = self.tasks(split)
-            task_id = ids[int(self._task_rng.integers(len(ids)))]
-        else:
-            self._check_task(str(task_id), split)
-        self._task_id = str(task_id)
+        self._task_id, split = self._selector.select(options, self.split, seed, self.np_random)
         self._turn = 0
         self._ended = False
         self._end_flags = (False, False)
@@ -198,7 +179,7 @@ class Env(gymnasium.Env[Observation, str]):
         self._last_obs = self._as_observation(obs)
         info: dict[str, Any] = {
             "task_id": self._task_id,
-            "split": self._split_of(self._task_id, default=split),
+            "split": split,
             "max_turns": self.max_turns,
             **extra,
         }
@@ -302,25 +283,3 @@ class Env(gymnasium.Env[Observation, str]):
         if "text" not in obs:
             raise TypeError(f"{type(self).__name__} returned an observation without 'text'")
         return {**obs, "text": clean_text(str(obs["text"]))}
-
-    def _check_split(self, split: str) -> None:
-        if split not in self.splits:
-            raise ValueError(f"unknown split {split!r}; {type(self).__name__} has {self.splits}")
-
-    def _split_of(self, task_id: str, default: str) -> str:
-        if task_id in self._task_set(default):
-            return default
-        return next((s for s in self.splits if task_id in self._task_set(s)), default)
-
-    def _task_set(self, split: str) -> frozenset[str]:
-        cache: dict[str, frozenset[str]] = self.__dict__.setdefault("_task_sets", {})
-        if split not in cache:
-            cache[split] = frozenset(self.tasks(split))
-        return cache[split]
-
-    def _check_task(self, task_id: str, split: str) -> None:
-        if any(task_id in self._task_set(s) for s in self.splits):
-            return
-        close = difflib.get_close_matches(task_id, list(self._task_set(split)), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise UnknownTaskError(f"{self.env_id} has no task {task_id!r}.{hint}")
