@@ -19,3 +19,10 @@ def register_all() -> None:
         family="text",
         description="Rooms, keys and locked doors: a fast, dependency-free text world",
     )
+    register(
+        "turnwise/Dilemma-v0",
+        "turnwise.envs.dilemma:DilemmaEnv",
+        family="social",
+        multi_agent=True,
+        description="The iterated prisoner's dilemma between two players: the smallest social env",
+    )

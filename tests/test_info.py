@@ -32,3 +32,9 @@ def test_step_info_problems() -> None:
     assert any(
         "valid_action" in p for p in validate_step_info({**info, "valid_action": 1}, 1.0, False)
     )
+
+
+def test_reward_sum_is_checked_even_when_other_keys_are_missing() -> None:
+    problems = validate_step_info({"reward_terms": {"a": 1.0}}, 3.0, ended=False)
+    assert any("weighted sum" in p for p in problems)
+    assert any("valid_action" in p for p in problems)

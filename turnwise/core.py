@@ -25,7 +25,14 @@ from turnwise.selection import TaskSelector, UnknownTaskError
 from turnwise.spaces import DEFAULT_MAX_LENGTH, String, text_observation_space
 from turnwise.text import clean_text
 
-__all__ = ["Env", "Observation", "StepResult", "UnknownTaskError"]
+__all__ = [
+    "Env",
+    "Observation",
+    "StepResult",
+    "UnknownTaskError",
+    "action_problem",
+    "as_observation",
+]
 
 Observation = dict[str, Any]
 """`{"text": str}`, plus `"image"` (uint8 H×W×3) in visual envs."""
@@ -33,6 +40,31 @@ Observation = dict[str, Any]
 #: The reward term every env reports for action validity: 0.0 when valid, `INVALID_PENALTY` when not.
 VALID_TERM = "valid"
 INVALID_PENALTY = -1.0
+
+
+def action_problem(action: object, max_length: int) -> str | None:
+    """Why `action` cannot reach env code (not a string, too long), or None if it can.
+
+    Example:
+        >>> action_problem(b"look", 10)
+        'an action is a string, got bytes.'
+        >>> action_problem("look", 10) is None
+        True
+    """
+    if not isinstance(action, str):
+        return f"an action is a string, got {type(action).__name__}."
+    if len(action) > max_length:
+        return f"the action is {len(action)} characters long; the limit is {max_length}."
+    return None
+
+
+def as_observation(obs: str | Observation, owner: object) -> Observation:
+    """`obs` as an observation dict with clean text (`owner` names the env in the error)."""
+    if isinstance(obs, str):
+        return {"text": clean_text(obs)}
+    if "text" not in obs:
+        raise TypeError(f"{type(owner).__name__} returned an observation without 'text'")
+    return {**obs, "text": clean_text(str(obs["text"]))}
 
 
 @dataclass
@@ -66,11 +98,11 @@ class Env(gymnasium.Env[Observation, str]):
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": None}  # noqa: RUF012
     #: One of "text", "web", "gui", "swe", "social", or "other".
-    family: ClassVar[str] = "other"
+    family: str = "other"
     #: Default weights of this env's reward terms.
     default_reward_weights: ClassVar[Mapping[str, float]] = {VALID_TERM: 0.1}
     #: Splits this env has tasks for.
-    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    splits: tuple[str, ...] = ("train", "test")
 
     def __init__(
         self,
@@ -176,7 +208,7 @@ class Env(gymnasium.Env[Observation, str]):
         self._end_flags = (False, False)
         self._success = False
         obs, extra = self._reset_task(self._task_id)
-        self._last_obs = self._as_observation(obs)
+        self._last_obs = as_observation(obs, self)
         info: dict[str, Any] = {
             "task_id": self._task_id,
             "split": split,
@@ -197,12 +229,12 @@ class Env(gymnasium.Env[Observation, str]):
         if self._ended:
             return self._after_end()
         self._turn += 1
-        problem = self._action_problem(action)
+        problem = action_problem(action, self.action_space.max_length)  # type: ignore[attr-defined]
         if problem is not None:
             result = StepResult(self._invalid_observation(problem), valid=False)
         else:
             result = self._step(clean_text(action))
-        obs = self._as_observation(result.observation)
+        obs = as_observation(result.observation, self)
         terms = {name: float(v) for name, v in result.reward_terms.items()}
         terms[VALID_TERM] = 0.0 if result.valid else INVALID_PENALTY
         terminated = bool(result.terminated)
@@ -252,14 +284,6 @@ class Env(gymnasium.Env[Observation, str]):
         """The observation of a step rejected before reaching `_step` (overridable)."""
         return f"Invalid action: {problem}"
 
-    def _action_problem(self, action: object) -> str | None:
-        if not isinstance(action, str):
-            return f"an action is a string, got {type(action).__name__}."
-        limit = self.action_space.max_length  # type: ignore[attr-defined]
-        if len(action) > limit:
-            return f"the action is {len(action)} characters long; the limit is {limit}."
-        return None
-
     def _after_end(self) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
         # Not part of the episode: no reward, but flagged invalid so agents notice.
         terminated, truncated = self._end_flags
@@ -272,14 +296,7 @@ class Env(gymnasium.Env[Observation, str]):
             "state_key": self.state_key(),
             "episode_over": True,
         }
-        obs = self._as_observation(
-            self._invalid_observation("the episode is over; call reset() to start another.")
+        obs = as_observation(
+            self._invalid_observation("the episode is over; call reset() to start another."), self
         )
         return obs, 0.0, terminated, truncated, info
-
-    def _as_observation(self, obs: str | Observation) -> Observation:
-        if isinstance(obs, str):
-            return {"text": clean_text(obs)}
-        if "text" not in obs:
-            raise TypeError(f"{type(self).__name__} returned an observation without 'text'")
-        return {**obs, "text": clean_text(str(obs["text"]))}

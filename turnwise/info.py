@@ -131,12 +131,15 @@ def validate_step_info(info: Mapping[str, Any], reward: float, ended: bool) -> l
     terms = info.get("reward_terms")
     weights = info.get("reward_weights", {})
     if isinstance(terms, dict):
+        numeric = True
         for name, value in terms.items():
             if not isinstance(name, str) or isinstance(value, bool):
                 problems.append(f"reward term {name!r} should map a str to a float")
+                numeric = False
             elif not isinstance(value, (int, float)) or not math.isfinite(value):
                 problems.append(f"reward term {name!r} is not a finite number: {value!r}")
-        if isinstance(weights, dict) and not problems:
+                numeric = False
+        if numeric and isinstance(weights, dict):
             expected = weighted_reward(terms, weights)
             if not math.isclose(expected, reward, rel_tol=1e-9, abs_tol=1e-9):
                 problems.append(
