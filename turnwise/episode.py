@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -10,17 +11,33 @@ import gymnasium
 from turnwise.trajectory import Trajectory
 from turnwise.wrappers.record import RecordTrajectory
 
-__all__ = ["Agent", "run_episode"]
+__all__ = ["Agent", "reset_agent", "run_episode"]
 
 
 @runtime_checkable
 class Agent(Protocol):
     """Anything that picks the next action from an observation and the step's info.
 
-    Agents that keep state across turns may also define `reset()`, called before each episode.
+    Agents that keep state across turns, or sample, may also define `reset()` or
+    `reset(seed=None)`, called before each episode (with the episode's seed when it takes one).
     """
 
     def act(self, observation: Mapping[str, Any], info: Mapping[str, Any]) -> str: ...
+
+
+def reset_agent(agent: object, seed: int | None) -> None:
+    """Call the agent's optional `reset()`, with `seed=` when its signature takes one."""
+    reset = getattr(agent, "reset", None)
+    if not callable(reset):
+        return
+    try:
+        takes_seed = "seed" in inspect.signature(reset).parameters
+    except (TypeError, ValueError):  # builtins and C extensions may have no signature
+        takes_seed = False
+    if takes_seed:
+        reset(seed=seed)
+    else:
+        reset()
 
 
 def run_episode(
@@ -51,9 +68,7 @@ def run_episode(
         True
     """
     recorder = RecordTrajectory(env, policy=policy)
-    reset = getattr(agent, "reset", None)
-    if callable(reset):
-        reset()
+    reset_agent(agent, seed)
     options = {"task_id": task_id} if task_id is not None else None
     obs, info = recorder.reset(seed=seed, options=options)
     while True:

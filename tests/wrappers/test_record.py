@@ -83,3 +83,13 @@ def test_run_episode(counter_env) -> None:
     traj = run_episode(counter_env, agent, task_id="train-3", max_turns=4)
     assert traj.truncated and traj.truncation_reason == "agent_max_turns"
     assert traj.num_turns == 4 and traj.turns[-1].truncated and not traj.success
+
+
+def test_run_episode_passes_the_seed_to_agents_that_take_it(counter_env) -> None:
+    class Seeded(Scripted):
+        def reset(self, seed=None):  # type: ignore[override]
+            self.seed = seed
+
+    agent = Seeded(["inc"])
+    run_episode(counter_env, agent, task_id="train-1", seed=42)
+    assert agent.seed == 42

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from turnwise.core import VALID_TERM, Env, Observation, StepResult
-from turnwise.episode import Agent
+from turnwise.episode import Agent, reset_agent
 
 __all__ = ["SingleAgent"]
 
@@ -116,7 +115,7 @@ class SingleAgent(Env):
         # Drawn from the freshly seeded self.np_random, so they follow from the outer seed.
         inner_seed = int(self.np_random.integers(_SEED_RANGE))
         for seat in sorted(self.partners):
-            _reset_partner(self.partners[seat], int(self.np_random.integers(_SEED_RANGE)))
+            reset_agent(self.partners[seat], int(self.np_random.integers(_SEED_RANGE)))
         obs, infos = self.parallel_env.reset(seed=inner_seed, options={"task_id": task_id})
         self._obs, self._infos = dict(obs), {a: dict(i) for a, i in infos.items()}
         info = self._infos[self.learner]
@@ -167,18 +166,3 @@ class SingleAgent(Env):
 
     def _close(self) -> None:
         self.parallel_env.close()
-
-
-def _reset_partner(agent: object, seed: int) -> None:
-    """Call the agent's optional `reset()`, with `seed=` when its signature takes one."""
-    reset = getattr(agent, "reset", None)
-    if not callable(reset):
-        return
-    try:
-        takes_seed = "seed" in inspect.signature(reset).parameters
-    except (TypeError, ValueError):  # builtins and C extensions may have no signature
-        takes_seed = False
-    if takes_seed:
-        reset(seed=seed)
-    else:
-        reset()
