@@ -116,3 +116,16 @@ def test_gymnasium_vector_envs_work(counter_module, mode: str) -> None:
         assert list(info["valid_action"]) == [True, False]
     finally:
         envs.close()
+
+
+def test_close_matches_compare_names_not_the_shared_prefix() -> None:
+    with pytest.raises(UnknownEnvError) as err:
+        turnwise.make("turnwise/KeyDor-v0")
+    message = str(err.value)
+    assert "turnwise/KeyDoor-v0" in message and "Dilemma" not in message
+    with pytest.raises(UnknownEnvError) as err:
+        turnwise.make("turnwise/KeyDoor-v7")  # a version that does not exist
+    assert "turnwise/KeyDoor-v0" in str(err.value)
+    with pytest.raises(UnknownEnvError) as err:
+        turnwise.make("turnwise/Zzzzzz-v0")
+    assert "Did you mean" not in str(err.value)

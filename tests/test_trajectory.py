@@ -161,3 +161,15 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> N
         write_jsonl([broken], tmp_path / "t.jsonl")
     assert good.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["t.parquet"]
+
+
+def test_written_files_have_ordinary_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        for path in (
+            write_parquet([sample()], tmp_path / "p.parquet"),
+            write_jsonl([sample()], tmp_path / "j.jsonl"),
+        ):
+            assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

@@ -148,11 +148,20 @@ def make(id: str, **kwargs: Any) -> Any:
     return gymnasium.make(id, **kwargs)
 
 
+def _bare(id: str) -> str:
+    """`turnwise/KeyDoor-v0` -> `keydoor`: the part that tells ids apart."""
+    return re.sub(r"-v\d+$", "", id.split("/")[-1]).lower()
+
+
 def _unknown_message(id: str) -> str:
-    known = sorted(_ENTRIES) or ["(none registered)"]
-    close = difflib.get_close_matches(id, known, n=3, cutoff=0.5)
-    # Also match on the bare name, so "keydoor" finds "turnwise/KeyDoor-v0".
-    bare = id.split("/")[-1].lower()
-    close += [k for k in known if bare and bare in k.lower() and k not in close][:3]
+    known = sorted(_ENTRIES)
+    by_name: dict[str, list[str]] = {}
+    for k in known:
+        by_name.setdefault(_bare(k), []).append(k)
+    # Compare bare names: every id shares "turnwise/" and "-v0", which would make them all close.
+    wanted = _bare(id)
+    names = difflib.get_close_matches(wanted, list(by_name), n=3, cutoff=0.6)
+    names += [n for n in by_name if wanted and wanted in n and n not in names]
+    close = [k for n in names for k in by_name[n]][:5]
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return f"No turnwise env {id!r}.{hint} `turnwise envs` lists all of them."

@@ -17,13 +17,13 @@ import gc
 import json
 import math
 import os
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from turnwise.files import atomic_write, atomic_write_text
 from turnwise.text import clean_text
 
 __all__ = [
@@ -180,7 +180,7 @@ def write_jsonl(trajectories: Iterable[Trajectory], path: str | os.PathLike[str]
     """Write trajectories to `path`, one JSON object per line, atomically."""
     with _gc_paused():
         lines = [_json_line(traj) for traj in trajectories]
-    return _atomic_write_text(Path(path), "".join(lines))
+    return atomic_write_text(path, "".join(lines))
 
 
 def _json_line(traj: Trajectory) -> str:
@@ -301,17 +301,7 @@ def write_parquet(trajectories: Iterable[Trajectory], path: str | os.PathLike[st
     with _gc_paused():
         rows = [_to_row(t) for t in trajectories]
         table = pa.Table.from_pylist(rows, schema=arrow_schema())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def read_parquet(path: str | os.PathLike[str]) -> list[Trajectory]:
@@ -359,18 +349,3 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
