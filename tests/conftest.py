@@ -1,4 +1,8 @@
-"""Shared fixtures: a tiny contract-following env that needs nothing but the core."""
+"""Shared fixtures, and skipping of tests whose hardware or engine is missing here.
+
+Markers `gpu`, `vllm`, `docker`, `browser` and `gui` name what a test needs; when it is missing
+the test is skipped with a reason that says exactly what is missing (never silently passed).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,15 @@ from typing import Any
 import pytest
 
 from turnwise import Env, StepResult
+from turnwise.testing.requirements import REQUIREMENTS
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker, missing in REQUIREMENTS.items():
+        if item.get_closest_marker(marker) is not None:
+            reason = missing()
+            if reason is not None:
+                pytest.skip(reason)
 
 
 class CounterEnv(Env):
