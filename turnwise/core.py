@@ -32,6 +32,7 @@ __all__ = [
     "UnknownTaskError",
     "action_problem",
     "as_observation",
+    "score_terms",
 ]
 
 Observation = dict[str, Any]
@@ -65,6 +66,21 @@ def as_observation(obs: str | Observation, owner: object) -> Observation:
     if "text" not in obs:
         raise TypeError(f"{type(owner).__name__} returned an observation without 'text'")
     return {**obs, "text": clean_text(str(obs["text"]))}
+
+
+def score_terms(
+    game_terms: Mapping[str, float], valid: bool, reward_weights: Mapping[str, float]
+) -> tuple[dict[str, float], dict[str, float], float]:
+    """A step's reward terms (the game's plus `valid`), the weights that apply, and the reward.
+
+    Example:
+        >>> score_terms({"outcome": 1.0}, valid=False, reward_weights={"valid": 0.1})
+        ({'outcome': 1.0, 'valid': -1.0}, {'valid': 0.1}, 0.9)
+    """
+    terms = {name: float(v) for name, v in game_terms.items()}
+    terms[VALID_TERM] = 0.0 if valid else INVALID_PENALTY
+    weights = {k: reward_weights[k] for k in terms if k in reward_weights}
+    return terms, weights, weighted_reward(terms, weights)
 
 
 @dataclass
@@ -235,17 +251,14 @@ class Env(gymnasium.Env[Observation, str]):
         else:
             result = self._step(clean_text(action))
         obs = as_observation(result.observation, self)
-        terms = {name: float(v) for name, v in result.reward_terms.items()}
-        terms[VALID_TERM] = 0.0 if result.valid else INVALID_PENALTY
+        terms, weights, reward = score_terms(result.reward_terms, result.valid, self.reward_weights)
         terminated = bool(result.terminated)
         truncated = not terminated and self._turn >= self.max_turns
         info: dict[str, Any] = {
             **result.info,
             "valid_action": bool(result.valid),
             "reward_terms": terms,
-            "reward_weights": {
-                k: self.reward_weights[k] for k in terms if k in self.reward_weights
-            },
+            "reward_weights": weights,
             "turn": self._turn,
         }
         if terminated or truncated:
@@ -260,7 +273,6 @@ class Env(gymnasium.Env[Observation, str]):
         if admissible is not None:
             info["admissible_actions"] = list(admissible) if not self._ended else []
         self._last_obs = obs
-        reward = weighted_reward(terms, info["reward_weights"])
         if self.render_mode == "human":
             self.render()
         return obs, reward, terminated, truncated, info

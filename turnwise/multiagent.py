@@ -51,13 +51,12 @@ import pettingzoo
 from gymnasium.utils import seeding
 
 from turnwise.core import (
-    INVALID_PENALTY,
     VALID_TERM,
     Observation,
     action_problem,
     as_observation,
+    score_terms,
 )
-from turnwise.info import weighted_reward
 from turnwise.selection import TaskSelector
 from turnwise.spaces import DEFAULT_MAX_LENGTH, String, text_observation_space
 from turnwise.text import clean_text
@@ -295,9 +294,9 @@ class ParallelEnv(pettingzoo.ParallelEnv[str, Observation, str]):
             }
         self._last_obs[agent] = observation
         valid = problem is None and bool(result.valid.get(agent, True))
-        terms = {k: float(v) for k, v in result.reward_terms.get(agent, {}).items()}
-        terms[VALID_TERM] = 0.0 if valid else INVALID_PENALTY
-        weights = {k: self.reward_weights[k] for k in terms if k in self.reward_weights}
+        terms, weights, reward = score_terms(
+            result.reward_terms.get(agent, {}), valid, self.reward_weights
+        )
         info: dict[str, Any] = {
             **result.infos.get(agent, {}),
             "valid_action": valid,
@@ -311,7 +310,7 @@ class ParallelEnv(pettingzoo.ParallelEnv[str, Observation, str]):
             info["success"] = self._success[agent]
             if truncated:
                 info["truncation_reason"] = "max_turns"
-        return dict(observation), weighted_reward(terms, weights), info
+        return dict(observation), reward, info
 
     def render(self) -> str | None:
         text = "\n\n".join(f"[{a}]\n{o.get('text', '')}" for a, o in self._last_obs.items())
