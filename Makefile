@@ -6,7 +6,7 @@
 
 PYTHON ?= python3
 # pip extras to install (the system packages they need come along: scripts/install-system-deps.sh).
-EXTRAS ?= dev
+EXTRAS ?= dev,text
 # Tests that need hardware or engines these machines lack are left out of `make test`.
 PYTEST_MARKERS ?= not gpu and not docker and not vllm
 PYTEST_ARGS ?=

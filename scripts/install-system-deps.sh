@@ -22,6 +22,7 @@ set -euo pipefail
 # family adds its line when it lands (e.g. `web chromium`, `gui xvfb xdotool`, `swe bubblewrap`).
 PACKAGE_TABLE='
 core
+text build-essential cmake
 '
 # ---------------------------------------------------------------------------------------------
 
