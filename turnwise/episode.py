@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium
 
 from turnwise.trajectory import Trajectory
+from turnwise.wrappers.parse_action import ParseAction
 from turnwise.wrappers.record import RecordTrajectory
 
 __all__ = ["Agent", "reset_agent", "run_episode"]
@@ -18,8 +19,14 @@ __all__ = ["Agent", "reset_agent", "run_episode"]
 class Agent(Protocol):
     """Anything that picks the next action from an observation and the step's info.
 
-    Agents that keep state across turns, or sample, may also define `reset()` or
-    `reset(seed=None)`, called before each episode (with the episode's seed when it takes one).
+    Optional extras, used by `run_episode` and the rollout collector when present:
+
+    * `reset()` or `reset(seed=None)`: called before each episode (with its seed when it takes one);
+    * `parser`: text -> `turnwise.parsing.ParseResult`. An agent with a parser returns its raw
+      reply from `act`, and the env is wrapped in `ParseAction(env, parser)`, so the env sees the
+      parsed action while the trajectory and the `format` hook see the reply;
+    * `turn_record()`: `Turn` fields to attach to the turn just taken (generated token ids,
+      log-probs, the prompt delta, timings; `info` entries are merged).
     """
 
     def act(self, observation: Mapping[str, Any], info: Mapping[str, Any]) -> str: ...
@@ -67,12 +74,20 @@ def run_episode(
         >>> traj.success
         True
     """
-    recorder = RecordTrajectory(env, policy=policy)
+    parser = getattr(agent, "parser", None)
+    recorder = RecordTrajectory(
+        ParseAction(env, parser) if callable(parser) else env, policy=policy
+    )
+    turn_record = getattr(agent, "turn_record", None)
     reset_agent(agent, seed)
     options = {"task_id": task_id} if task_id is not None else None
     obs, info = recorder.reset(seed=seed, options=options)
     while True:
         obs, _, terminated, truncated, info = recorder.step(agent.act(obs, info))
+        if callable(turn_record):
+            fields = turn_record()
+            if fields:
+                recorder.annotate_last_turn(**fields)
         if terminated or truncated:
             return recorder.trajectories[-1]
         current = recorder.current

@@ -93,3 +93,27 @@ def test_run_episode_passes_the_seed_to_agents_that_take_it(counter_env) -> None
     agent = Seeded(["inc"])
     run_episode(counter_env, agent, task_id="train-1", seed=42)
     assert agent.seed == 42
+
+
+def test_run_episode_parses_replies_and_attaches_turn_records(counter_env) -> None:
+    from turnwise.parsing import parse_tagged
+
+    class Talker:
+        parser = staticmethod(parse_tagged)
+
+        def __init__(self) -> None:
+            self.replies = ["<action>inc</action>", "I will inc", "<action>inc</action>"]
+
+        def act(self, observation, info):
+            self.reply = self.replies.pop(0)
+            return self.reply
+
+        def turn_record(self):
+            return {"token_ids": [len(self.reply)], "logprobs": [-1.0], "info": {"note": "x"}}
+
+    traj = run_episode(counter_env, Talker(), task_id="train-2")
+    assert traj.success and traj.num_turns == 3
+    assert traj.actions()[1] == "I will inc"  # the reply is what the trajectory keeps
+    assert [t.valid for t in traj.turns] == [True, False, True]  # the env saw parsed actions
+    assert traj.turns[1].info["format_ok"] is False and traj.turns[1].info["note"] == "x"
+    assert traj.turns[2].token_ids == [len("<action>inc</action>")]

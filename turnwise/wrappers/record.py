@@ -122,7 +122,10 @@ class RecordTrajectory(gymnasium.Wrapper[Any, Any, Any, Any]):
         return obs, reward, terminated, truncated, info
 
     def annotate_last_turn(self, **fields: Any) -> None:
-        """Attach policy-side data (token ids, log-probs, timings) to the turn just taken."""
+        """Attach policy-side data (token ids, log-probs, timings) to the turn just taken.
+
+        `info` is merged into the turn's info; every other field is replaced.
+        """
         traj = self.current if self.current is not None else self.trajectories[-1]
         if not traj.turns:
             raise RuntimeError("no turn to annotate yet")
@@ -130,7 +133,10 @@ class RecordTrajectory(gymnasium.Wrapper[Any, Any, Any, Any]):
         for name, value in fields.items():
             if not hasattr(turn, name):
                 raise AttributeError(f"Turn has no field {name!r}")
-            setattr(turn, name, value)
+            if name == "info":
+                turn.info.update(value)
+            else:
+                setattr(turn, name, value)
         turn.__post_init__()
 
 
