@@ -20,6 +20,30 @@ def register_all() -> None:
         description="Rooms, keys and locked doors: a fast, dependency-free text world",
     )
     register(
+        "turnwise/TextWorld-v0",
+        "turnwise.envs.textworld:TextWorldEnv",
+        family="text",
+        extra="text",
+        requires=("textworld",),
+        description="TextWorld games (coin collector, treasure hunter, simple, cooking, custom)",
+    )
+    register(
+        "turnwise/ALFWorld-v0",
+        "turnwise.envs.alfworld:ALFWorldEnv",
+        family="text",
+        extra="text",
+        requires=("alfworld", "textworld"),
+        description="The official ALFWorld text games (needs the ALFWorld data: ALFWORLD_DATA)",
+    )
+    register(
+        "turnwise/ALFWorldGen-v0",
+        "turnwise.envs.alfworld:ALFWorldGenEnv",
+        family="text",
+        extra="text",
+        requires=("alfworld", "textworld"),
+        description="ALFWorld-format household tasks generated offline (not the official games)",
+    )
+    register(
         "turnwise/Dilemma-v0",
         "turnwise.envs.dilemma:DilemmaEnv",
         family="social",

@@ -141,8 +141,19 @@ def test_bad_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
 def test_envs_lists_keydoor_under_its_family(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["envs"]) == 0
     out = capsys.readouterr().out
-    row = next(line for line in out.splitlines() if KEYDOOR in line)
-    assert "text" in row and "yes" in row
+    assert "yes" in next(line for line in out.splitlines() if KEYDOOR in line)
+    # Rows are grouped by family, which is printed on the group's first row only.
+    lines = out.splitlines()
+    families = {"text", "social"}
+    current = None
+    for line in lines:
+        cell = line.split("│")[1].strip() if line.count("│") > 2 else ""
+        if cell in families:
+            current = cell
+        if KEYDOOR in line:
+            assert current == "text"
+    assert main(["envs", "--family", "social"]) == 0
+    assert KEYDOOR not in capsys.readouterr().out
     assert main(["envs", "--family", "text"]) == 0
     assert KEYDOOR in capsys.readouterr().out
 
