@@ -6,7 +6,10 @@
 
 PYTHON ?= python3
 # pip extras to install (the system packages they need come along: scripts/install-system-deps.sh).
-EXTRAS ?= dev,text
+EXTRAS ?= dev,text,agents
+# torch is pinned before the rest is installed: on machines without a GPU the pinned version has a
+# CPU build at hand, while an open range would pull several GB of CUDA packages from the index.
+TORCH ?= torch==2.13.0
 # Tests that need hardware or engines these machines lack are left out of `make test`.
 PYTEST_MARKERS ?= not gpu and not docker and not vllm
 PYTEST_ARGS ?=
@@ -50,7 +53,7 @@ timed = @printf '\n==> %s\n' '$(1)'; start=$$(date +%s); status=0; $(2) || statu
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: ## system packages + `pip install -e ".[dev]"` (skipped when already up to date)
+install: ## system packages + `pip install -e ".[$(EXTRAS)]"` (skipped when already up to date)
 	$(call timed,system packages,scripts/install-system-deps.sh $(EXTRAS))
 	@if [ -f "$(INSTALL_STAMP)" ] && [ -z "$$(find pyproject.toml setup.py -newer "$(INSTALL_STAMP)")" ] \
 	    && $(PYTHON) -c "$$THIS_CHECKOUT_INSTALLED"; then \
@@ -60,7 +63,7 @@ install: ## system packages + `pip install -e ".[dev]"` (skipped when already up
 	fi
 
 _pip-install:
-	$(call timed,pip install,$(PYTHON) -m pip install --quiet -e ".[$(EXTRAS)]" || { \
+	$(call timed,pip install,$(PYTHON) -m pip install --quiet "$(TORCH)" -e ".[$(EXTRAS)]" || { \
 	  echo "pip could not install into $(PYTHON). If it says 'externally-managed-environment'$(comma) make a venv first:"; \
 	  echo "  python3 -m venv .venv && make $(MAKECMDGOALS) PYTHON=.venv/bin/python"; false; })
 	@mkdir -p $(STAMP_DIR) && touch "$(INSTALL_STAMP)"
