@@ -29,6 +29,7 @@ from turnwise.cli.check import CheckConfig, check
 from turnwise.cli.demo import DemoConfig, demo
 from turnwise.cli.envs import EnvsConfig, envs
 from turnwise.cli.play import PlayConfig, play
+from turnwise.cli.serve import ServeConfig, serve
 
 __all__ = ["COMMANDS", "CLIError", "Command", "main"]
 
@@ -49,6 +50,7 @@ COMMANDS: dict[str, Command[Any]] = {
     "check": Command(CheckConfig, check),
     "play": Command(PlayConfig, play),
     "demo": Command(DemoConfig, demo),
+    "serve": Command(ServeConfig, serve),
 }
 
 DESCRIPTION = (
