@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from turnwise.core import Env, StepResult
 
+from .._params import count_range
 from .engine import INVALID_FEEDBACK, TASK_TYPES, Engine, Expert, TaskSpec, normalize_command
 from .engine import run_expert as _run_expert
 from .generator import SceneSize
@@ -271,10 +272,10 @@ class ALFWorldGenEnv(_ALFWorldBase):
         size = SceneSize(
             receptacles=base.receptacles
             if n_receptacles is None
-            else _count_range("n_receptacles", n_receptacles),
+            else count_range("n_receptacles", n_receptacles),
             distractors=base.distractors
             if n_distractors is None
-            else _count_range("n_distractors", n_distractors),
+            else count_range("n_distractors", n_distractors),
         )
         types = tuple(task_types) if task_types is not None else TASK_TYPES
         label = scene if size == base else size.tag
@@ -309,15 +310,3 @@ class ALFWorldGenEnv(_ALFWorldBase):
     def _solve(self, game_file: Path, seed: int) -> list[str] | None:
         # Checked on this env's own engine: it is idle between episodes.
         return _run_expert(self.engine, game_file, seed, SOLVE_BUDGET)
-
-
-def _count_range(name: str, value: object) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        return (int(value[0]), int(value[1]))
-    raise TypeError(f"{name} must be an int or a (min, max) pair of ints, got {value!r}")

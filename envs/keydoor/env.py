@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from turnwise.core import Env, StepResult
 
+from .._params import CountRange, count_range
 from .tasks import PRESETS, SPLITS, Catalog, default_max_turns
 from .world import DIRECTIONS, Move, State, World, WorldConfig
 
@@ -31,23 +32,6 @@ GRAMMAR = (
 )
 _DIRECTION_HINT = "directions are north, south, east and west."
 _ZERO = {"outcome": 0.0, "progress": 0.0}
-
-CountRange = int | tuple[int, int]
-"""A count (`3`) or an inclusive range to draw it from (`(2, 4)`)."""
-
-
-def _count_range(name: str, value: object) -> tuple[int, int]:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a (min, max) pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return (value, value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        return (int(value[0]), int(value[1]))
-    raise TypeError(f"{name} must be an int or a (min, max) pair of ints, got {value!r}")
 
 
 def _quoted(text: str) -> str:
@@ -128,12 +112,12 @@ class KeyDoorEnv(Env):
         preset = PRESETS[difficulty]
         base = preset.config
         config = WorldConfig(
-            n_rooms=base.n_rooms if n_rooms is None else _count_range("n_rooms", n_rooms),
-            n_locked=base.n_locked if n_locked is None else _count_range("n_locked", n_locked),
+            n_rooms=base.n_rooms if n_rooms is None else count_range("n_rooms", n_rooms),
+            n_locked=base.n_locked if n_locked is None else count_range("n_locked", n_locked),
             n_distractors=(
                 base.n_distractors
                 if n_distractors is None
-                else _count_range("n_distractors", n_distractors)
+                else count_range("n_distractors", n_distractors)
             ),
         )
         if max_turns is None:
