@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import platform
 import pstats
 import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import machine, write_result
 
 from turnwise.envs.alfworld import ALFWorldGenEnv
 
@@ -230,18 +231,11 @@ def main() -> None:
     args = parser.parse_args()
     result = {
         "benchmark": "alfworld",
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": __import__("os").cpu_count(),
-        },
+        "machine": machine(),
         **run(args.episodes, args.kitchen_episodes, args.repeats),
     }
     print(json.dumps(result, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ Usage: python benchmarks/core.py [--episodes N] [--out benchmarks/results/core.j
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import machine, write_result
 
 import turnwise
 from turnwise.envs.keydoor import KeyDoorEnv
@@ -157,11 +157,7 @@ def main() -> None:
             steps[name] = _time_layer(factory, episodes, args.repeats)
     result = {
         "benchmark": "core",
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": __import__("os").cpu_count(),
-        },
+        "machine": machine(),
         "turnwise": turnwise.__version__,
         "step_latency": steps,
         "trajectory_io": _time_io(1000, 20),
@@ -176,10 +172,7 @@ def main() -> None:
             f"{fmt:8} 1000×20 turns: write {row['write_s']:.3f}s, read {row['read_s']:.3f}s, "
             f"{row['mb']} MB"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Sibling scripts, importable once this folder is on the path.
 import alfworld_bench
 import textworld_bench
+from _common import machine, write_result
 
 
 def main() -> None:
@@ -31,19 +30,12 @@ def main() -> None:
     args = parser.parse_args()
     result: dict[str, Any] = {
         "benchmark": "textworlds",
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
         "textworld": textworld_bench.run(args.episodes),
         "alfworld": alfworld_bench.run(args.episodes),
     }
     print(json.dumps(result, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":
