@@ -26,9 +26,11 @@ import tyro
 from turnwise._version import __version__
 from turnwise.cli._common import CLIError
 from turnwise.cli.check import CheckConfig, check
+from turnwise.cli.collect import CollectConfig, collect_command
 from turnwise.cli.demo import DemoConfig, demo
 from turnwise.cli.envs import EnvsConfig, envs
 from turnwise.cli.play import PlayConfig, play
+from turnwise.cli.rollouts import RolloutsConfig, rollouts
 from turnwise.cli.serve import ServeConfig, serve
 
 __all__ = ["COMMANDS", "CLIError", "Command", "main"]
@@ -51,6 +53,8 @@ COMMANDS: dict[str, Command[Any]] = {
     "play": Command(PlayConfig, play),
     "demo": Command(DemoConfig, demo),
     "serve": Command(ServeConfig, serve),
+    "collect": Command(CollectConfig, collect_command),
+    "rollouts": Command(RolloutsConfig, rollouts),
 }
 
 DESCRIPTION = (

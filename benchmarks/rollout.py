@@ -1,0 +1,158 @@
+"""What the rollout collector buys: env steps/s across worker processes, and batched policy calls.
+
+Two comparisons, each in one run of this script:
+
+1. **env steps/s with the expert** on KeyDoor (`--difficulty`, default hard: ~20 turns an
+   episode): the collector with 2 workers vs 1 worker, and a plain sequential Gymnasium loop
+   (`env.reset`/`env.step` with the expert, no recording, no output). Rates are steady-state:
+   turns finished between the first and the last trajectory, over that time, so worker start-up
+   is left out (the wall time including it is reported too).
+2. **turns/s with the tiny `hf` policy**: the collector with `--hf-workers` envs whose turns are
+   answered in one batched `generate` call, vs one env at a time (`workers=1`: every call has one
+   request). Same tasks, seeds and greedy decoding in both.
+
+The Ray backend is not implemented, so its overhead is not measured.
+
+Usage: python benchmarks/rollout.py [--tasks 300] [--hf-tasks 16] [--hf-workers 8]
+       [--out benchmarks/results/rollout.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import turnwise
+from turnwise.rollout import CollectConfig, collect
+
+
+def timed_collect(config: CollectConfig, policy: Any = None) -> dict[str, Any]:
+    """Run `collect` and measure steady-state turns/s from the trajectories' finish times."""
+    stamps: list[tuple[float, int]] = []
+    started = time.perf_counter()
+    result = collect(
+        config,
+        policy=policy,
+        on_trajectory=lambda t: stamps.append((time.perf_counter(), t.num_turns)),
+    )
+    wall = time.perf_counter() - started
+    steady_turns = sum(n for _, n in stamps[1:])
+    steady_seconds = stamps[-1][0] - stamps[0][0]
+    return {
+        "workers": config.workers,
+        "episodes": result.collected,
+        "turns": result.turns,
+        "tokens": result.tokens,
+        "wall_seconds": round(wall, 3),
+        "turns_per_second_wall": round(result.turns / wall, 1),
+        "turns_per_second": round(steady_turns / steady_seconds, 1),
+    }
+
+
+def sequential_loop(
+    env_kwargs: dict[str, Any], task_ids: list[str], seeds: list[int]
+) -> dict[str, Any]:
+    """The plain Gymnasium loop: one env, the expert, nothing recorded."""
+    env = turnwise.make("turnwise/KeyDoor-v0", **env_kwargs)
+    turns = 0
+    started = time.perf_counter()
+    for task_id, seed in zip(task_ids, seeds, strict=True):
+        env.reset(seed=seed, options={"task_id": task_id})
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(env.unwrapped.expert_action())
+            done = terminated or truncated
+            turns += 1
+    seconds = time.perf_counter() - started
+    env.close()
+    return {
+        "turns": turns,
+        "seconds": round(seconds, 3),
+        "turns_per_second": round(turns / seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--difficulty", default="hard")
+    parser.add_argument("--tasks", type=int, default=300)
+    parser.add_argument("--hf-tasks", type=int, default=16)
+    parser.add_argument("--hf-workers", type=int, default=8)
+    parser.add_argument("--hf-max-turns", type=int, default=4)
+    parser.add_argument("--hf-max-tokens", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rollout.json"))
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="turnwise-bench-rollout-"))
+    env_kwargs = {"difficulty": args.difficulty}
+
+    # ------------------------------------------------------------ 1. expert, env steps/s
+    def expert(workers: int) -> CollectConfig:
+        return CollectConfig(
+            env_kwargs=json.dumps(env_kwargs), policy="expert", tasks=args.tasks,
+            workers=workers, out=scratch / f"expert-{workers}", progress=False, shard_size=1000,
+        )  # fmt: skip
+
+    one = timed_collect(expert(1))
+    two = timed_collect(expert(2))
+    from turnwise.rollout.collector import plan_jobs
+
+    jobs = plan_jobs(expert(1), [f"{args.difficulty}-train-{i:05d}" for i in range(args.tasks)])
+    plain = sequential_loop(env_kwargs, [j.task_id for j in jobs], [j.seed for j in jobs])
+
+    # ------------------------------------------------------------ 2. tiny hf, turns/s
+    from turnwise.agents.specs import load_policy
+    from turnwise.agents.tiny import default_checkpoint
+
+    spec = f"hf:{default_checkpoint()}"
+    policy = load_policy(spec)
+
+    def hf(workers: int) -> CollectConfig:
+        return CollectConfig(
+            env_kwargs=json.dumps(env_kwargs), policy=spec, tasks=args.hf_tasks, workers=workers,
+            temperature=0.0, max_turns=args.hf_max_turns, max_tokens=args.hf_max_tokens,
+            out=scratch / f"hf-{workers}", progress=False,
+        )  # fmt: skip
+
+    single = timed_collect(hf(1), policy)
+    batched = timed_collect(hf(args.hf_workers), policy)
+
+    report = {
+        "benchmark": "rollout",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "env": f"turnwise/KeyDoor-v0 ({args.difficulty})",
+        "expert": {
+            "workers_1": one,
+            "workers_2": two,
+            "sequential_gymnasium_loop": plain,
+            "speedup_2_vs_1": round(two["turns_per_second"] / one["turns_per_second"], 2),
+            "speedup_2_vs_sequential": round(
+                two["turns_per_second"] / plain["turns_per_second"], 2
+            ),
+            "target_2_vs_1": 1.7,
+        },
+        "tiny_hf": {
+            "policy": "tiny (turnwise.agents.tiny.default_checkpoint), greedy",
+            "one_env_at_a_time": single,
+            "batched": batched,
+            "speedup": round(batched["turns_per_second"] / single["turns_per_second"], 2),
+            "target": 4.0,
+        },
+        "ray": "not implemented",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
