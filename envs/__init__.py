@@ -44,6 +44,22 @@ def register_all() -> None:
         description="ALFWorld-format household tasks generated offline (not the official games)",
     )
     register(
+        "turnwise/MiniWoB-v0",
+        "turnwise.envs.web:MiniWoBEnv",
+        family="web",
+        extra="web",
+        requires=("playwright", "miniwob"),
+        description="The MiniWoB++ task pages in Chromium, served locally",
+    )
+    register(
+        "turnwise/Shop-v0",
+        "turnwise.envs.web:ShopEnv",
+        family="web",
+        extra="web",
+        requires=("playwright",),
+        description="A multi-page web shop on loopback with WebShop-style tasks and scoring",
+    )
+    register(
         "turnwise/Dilemma-v0",
         "turnwise.envs.dilemma:DilemmaEnv",
         family="social",

@@ -23,6 +23,7 @@ set -euo pipefail
 PACKAGE_TABLE='
 core
 text build-essential cmake
+web chromium
 '
 # ---------------------------------------------------------------------------------------------
 
