@@ -200,10 +200,7 @@ class ALFWorldEnv(_ALFWorldBase):
         render_mode: str | None = None,
         explain_invalid: bool = False,
     ) -> None:
-        types = tuple(task_types) if task_types is not None else TASK_TYPES
-        if not set(types) <= set(TASK_TYPES) or not types:
-            raise ValueError(f"task_types must be a non-empty subset of {TASK_TYPES}")
-        self._catalog = OfficialCatalog(data_dir, types)
+        self._catalog = OfficialCatalog(data_dir, _task_types(task_types))
         super().__init__(
             split=split,
             max_turns=max_turns,
@@ -277,10 +274,10 @@ class ALFWorldGenEnv(_ALFWorldBase):
             if n_distractors is None
             else count_range("n_distractors", n_distractors),
         )
-        types = tuple(task_types) if task_types is not None else TASK_TYPES
+        types = _task_types(task_types)
         label = scene if size == base else size.tag
         if types != TASK_TYPES:
-            label += "-" + "+".join(str(TASK_TYPES.index(t) + 1) for t in types if t in TASK_TYPES)
+            label += "-" + "+".join(str(TASK_TYPES.index(t) + 1) for t in types)
         self._catalog = GenCatalog(label, size, types)
         self.scene = scene
         self.size = size
@@ -310,3 +307,11 @@ class ALFWorldGenEnv(_ALFWorldBase):
     def _solve(self, game_file: Path, seed: int) -> list[str] | None:
         # Checked on this env's own engine: it is idle between episodes.
         return _run_expert(self.engine, game_file, seed, SOLVE_BUDGET)
+
+
+def _task_types(task_types: Sequence[str] | None) -> tuple[str, ...]:
+    """The task types asked for (all six by default); anything else is a clear error."""
+    types = tuple(task_types) if task_types is not None else TASK_TYPES
+    if not types or not set(types) <= set(TASK_TYPES):
+        raise ValueError(f"task_types must be a non-empty subset of {TASK_TYPES}")
+    return types
