@@ -1,20 +1,25 @@
-"""What the rollout collector buys: env steps/s across worker processes, and batched policy calls.
+"""What the rollout collector buys: env steps/s across workers, batched policy calls, and what
+the Ray backend costs.
 
-Two comparisons, each in one run of this script:
+Each comparison runs in one run of this script:
 
-1. **env steps/s with the expert** on KeyDoor (`--difficulty`, default hard: ~20 turns an
-   episode): the collector with 2 workers vs 1 worker, and a plain sequential Gymnasium loop
-   (`env.reset`/`env.step` with the expert, no recording, no output). Rates are steady-state:
-   turns finished between the first and the last trajectory, over that time, so worker start-up
-   is left out (the wall time including it is reported too).
+1. **env steps/s with the expert**, on KeyDoor (`--difficulty`, default hard: ~11 turns an
+   episode of ~0.1 ms steps: the collector's own overhead dominates) and on TextWorld
+   (`tw-simple`, ~17 ms engine steps: a real text engine): the collector with 2 workers vs 1
+   worker, and a plain sequential Gymnasium loop (`env.reset`/`env.step` with the expert, no
+   recording, no output). Rates are steady-state: turns finished between the first and the last
+   trajectory, over that time, so worker start-up is left out (the wall time including it is
+   reported too). A warm-up run first starts the forkserver and fills the TextWorld game cache.
 2. **turns/s with the tiny `hf` policy**: the collector with `--hf-workers` envs whose turns are
    answered in one batched `generate` call, vs one env at a time (`workers=1`: every call has one
    request). Same tasks, seeds and greedy decoding in both.
+3. **Ray backend overhead**: a policy in the main process that answers at once, so every turn is
+   a round trip main -> env worker -> main; microseconds per turn with Ray actors vs local
+   processes (2 workers each, Ray started locally beforehand), and the expert played inside the
+   workers on both backends.
 
-The Ray backend is not implemented, so its overhead is not measured.
-
-Usage: python benchmarks/rollout.py [--tasks 300] [--hf-tasks 16] [--hf-workers 8]
-       [--out benchmarks/results/rollout.json]
+Usage: python benchmarks/rollout.py [--tasks 300] [--tw-tasks 24] [--hf-tasks 16]
+       [--hf-workers 8] [--ray-tasks 100] [--out benchmarks/results/rollout.json]
 """
 
 from __future__ import annotations
@@ -56,10 +61,10 @@ def timed_collect(config: CollectConfig, policy: Any = None) -> dict[str, Any]:
 
 
 def sequential_loop(
-    env_kwargs: dict[str, Any], task_ids: list[str], seeds: list[int]
+    env_id: str, env_kwargs: dict[str, Any], task_ids: list[str], seeds: list[int]
 ) -> dict[str, Any]:
     """The plain Gymnasium loop: one env, the expert, nothing recorded."""
-    env = turnwise.make("turnwise/KeyDoor-v0", **env_kwargs)
+    env = turnwise.make(env_id, **env_kwargs)
     turns = 0
     started = time.perf_counter()
     for task_id, seed in zip(task_ids, seeds, strict=True):
@@ -78,11 +83,85 @@ def sequential_loop(
     }
 
 
+def scaling(env_id: str, env_kwargs: dict[str, Any], tasks: int, scratch: Path) -> dict[str, Any]:
+    """Expert turns/s: the collector with 2 workers vs 1, and the sequential loop."""
+    from turnwise.rollout.collector import _inspect_env, plan_jobs
+
+    def expert(workers: int, name: str) -> CollectConfig:
+        return CollectConfig(
+            env=env_id, env_kwargs=json.dumps(env_kwargs), policy="expert", tasks=tasks,
+            workers=workers, out=scratch / f"{env_id.split('/')[-1]}-{name}", progress=False,
+            shard_size=1000,
+        )  # fmt: skip
+
+    collect(expert(2, "warm-up"))  # starts the forkserver; generates and caches games
+    one = timed_collect(expert(1, "1"))
+    two = timed_collect(expert(2, "2"))
+    task_ids, _ = _inspect_env(expert(1, "plan"), env_kwargs)
+    jobs = plan_jobs(expert(1, "plan"), task_ids)
+    plain = sequential_loop(env_id, env_kwargs, [j.task_id for j in jobs], [j.seed for j in jobs])
+    return {
+        "env": env_id,
+        "env_kwargs": env_kwargs,
+        "workers_1": one,
+        "workers_2": two,
+        "sequential_gymnasium_loop": plain,
+        "speedup_2_vs_1": round(two["turns_per_second"] / one["turns_per_second"], 2),
+        "speedup_2_vs_sequential": round(two["turns_per_second"] / plain["turns_per_second"], 2),
+        "target_2_vs_1": 1.7,
+    }
+
+
+class Instant:
+    """A policy in the main process that answers every request at once with the same action."""
+
+    name = "instant"
+    tokenizer = None
+
+    def generate(self, requests: Any) -> list[Any]:
+        from turnwise.agents.policy import Generation
+
+        return [Generation("<action>look</action>", [], None, "stop") for _ in requests]
+
+
+def ray_overhead(env_kwargs: dict[str, Any], tasks: int, scratch: Path) -> dict[str, Any]:
+    """Per-turn cost of a main -> worker -> main round trip on Ray actors vs local processes."""
+    try:
+        import ray
+    except ImportError:
+        return {"skipped": "ray is not installed (pip install 'turnwise[ray]')"}
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    spec = "openai:http://127.0.0.1:9/v1#instant"  # recorded only; the Instant policy answers
+    results: dict[str, Any] = {}
+    try:
+        for backend in ("local", "ray"):
+            common = {
+                "env_kwargs": json.dumps(env_kwargs), "tasks": tasks, "workers": 2,
+                "backend": backend, "progress": False, "shard_size": 1000,
+            }  # fmt: skip
+            collect(CollectConfig(**common, max_turns=2, out=scratch / f"{backend}-warm-up"))
+            turn = timed_collect(
+                CollectConfig(**common, policy=spec, max_turns=10, out=scratch / f"{backend}-rt"),
+                Instant(),
+            )
+            turn["microseconds_per_turn"] = round(1e6 / turn["turns_per_second"], 1)
+            play = timed_collect(CollectConfig(**common, out=scratch / f"{backend}-expert"))
+            results[backend] = {"main_process_policy": turn, "expert_in_workers": play}
+    finally:
+        ray.shutdown()
+    local_us = results["local"]["main_process_policy"]["microseconds_per_turn"]
+    ray_us = results["ray"]["main_process_policy"]["microseconds_per_turn"]
+    results["ray_overhead_microseconds_per_turn"] = round(ray_us - local_us, 1)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--difficulty", default="hard")
     parser.add_argument("--tasks", type=int, default=300)
+    parser.add_argument("--tw-tasks", type=int, default=24)
     parser.add_argument("--hf-tasks", type=int, default=16)
+    parser.add_argument("--ray-tasks", type=int, default=100)
     parser.add_argument("--hf-workers", type=int, default=8)
     parser.add_argument("--hf-max-turns", type=int, default=4)
     parser.add_argument("--hf-max-tokens", type=int, default=16)
@@ -92,18 +171,8 @@ def main() -> None:
     env_kwargs = {"difficulty": args.difficulty}
 
     # ------------------------------------------------------------ 1. expert, env steps/s
-    def expert(workers: int) -> CollectConfig:
-        return CollectConfig(
-            env_kwargs=json.dumps(env_kwargs), policy="expert", tasks=args.tasks,
-            workers=workers, out=scratch / f"expert-{workers}", progress=False, shard_size=1000,
-        )  # fmt: skip
-
-    one = timed_collect(expert(1))
-    two = timed_collect(expert(2))
-    from turnwise.rollout.collector import plan_jobs
-
-    jobs = plan_jobs(expert(1), [f"{args.difficulty}-train-{i:05d}" for i in range(args.tasks)])
-    plain = sequential_loop(env_kwargs, [j.task_id for j in jobs], [j.seed for j in jobs])
+    keydoor = scaling("turnwise/KeyDoor-v0", env_kwargs, args.tasks, scratch)
+    textworld = scaling("turnwise/TextWorld-v0", {"challenge": "tw-simple"}, args.tw_tasks, scratch)
 
     # ------------------------------------------------------------ 2. tiny hf, turns/s
     from turnwise.agents.specs import load_policy
@@ -129,17 +198,8 @@ def main() -> None:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "env": f"turnwise/KeyDoor-v0 ({args.difficulty})",
-        "expert": {
-            "workers_1": one,
-            "workers_2": two,
-            "sequential_gymnasium_loop": plain,
-            "speedup_2_vs_1": round(two["turns_per_second"] / one["turns_per_second"], 2),
-            "speedup_2_vs_sequential": round(
-                two["turns_per_second"] / plain["turns_per_second"], 2
-            ),
-            "target_2_vs_1": 1.7,
-        },
+        "load_average": os.getloadavg(),
+        "expert": {"keydoor": keydoor, "textworld": textworld},
         "tiny_hf": {
             "policy": "tiny (turnwise.agents.tiny.default_checkpoint), greedy",
             "one_env_at_a_time": single,
@@ -147,7 +207,7 @@ def main() -> None:
             "speedup": round(batched["turns_per_second"] / single["turns_per_second"], 2),
             "target": 4.0,
         },
-        "ray": "not implemented",
+        "ray": ray_overhead(env_kwargs, args.ray_tasks, scratch),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -98,6 +98,19 @@ def test_resume_skips_done_and_refuses_other_runs(tmp_path: Path) -> None:
     assert again.collected == 0 and again.skipped == 4 and again.counts["written"] == 4
 
 
+def test_resume_with_more_tasks_extends_the_run(tmp_path: Path) -> None:
+    collect(config(tmp_path / "grown", policy="random", tasks=2, group_size=2))
+    with pytest.raises(StoreMismatchError, match="tasks: 2 -> 1"):
+        collect(config(tmp_path / "grown", policy="random", tasks=1, group_size=2, resume=True))
+    grown = collect(config(tmp_path / "grown", policy="random", tasks=4, group_size=2, resume=True))
+    assert grown.skipped == 4 and grown.collected == 4 and grown.counts["written"] == 8
+    manifest = json.loads((tmp_path / "grown" / "manifest.json").read_text())
+    assert manifest["run"]["tasks"] == 4 and manifest["planned"] == 8
+    collect(config(tmp_path / "whole", policy="random", tasks=4, group_size=2))
+    whole = content(list(iter_trajectories(tmp_path / "whole")))
+    assert content(list(iter_trajectories(tmp_path / "grown"))) == whole
+
+
 def test_resume_completes_a_partial_run_exactly(tmp_path: Path) -> None:
     full = config(tmp_path / "full", policy="random", tasks=6, group_size=2)
     collect(full)

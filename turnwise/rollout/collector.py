@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import signal
@@ -42,7 +43,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from turnwise.rollout.workers import Job, Limits, WorkerHandle
+from turnwise.rollout.workers import Job, Limits, Worker, WorkerHandle
 
 __all__ = ["BASELINES", "CollectConfig", "CollectResult", "collect", "plan_jobs"]
 
@@ -112,13 +113,23 @@ class CollectConfig:
     retries: int = 1
     """Times an episode is retried after its worker died or raised, before it is recorded as
     failed."""
+    backend: Literal["local", "ray"] = "local"
+    """Where env workers run: local processes, or Ray actors (`pip install 'turnwise[ray]'`)."""
+    ray_address: str | None = None
+    """With `--backend ray`: an existing cluster (`auto`, `ray://HOST:10001`); default: start
+    Ray on this machine for the run."""
+    ray_cpus: float = 1.0
+    """With `--backend ray`: CPUs each env actor reserves on the cluster."""
+    prefetch: int = 2
+    """Episodes queued on each worker at a time when the policy plays inside the workers
+    (`expert`, `random`), so a worker goes straight on to its next episode."""
     start_method: Literal["forkserver", "spawn"] = "forkserver"
     """How worker processes are started."""
     progress: bool = True
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
-        for name in ("tasks", "group_size", "workers", "shard_size", "max_tokens"):
+        for name in ("tasks", "group_size", "workers", "shard_size", "max_tokens", "prefetch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("turn_timeout", "episode_timeout"):
@@ -127,6 +138,8 @@ class CollectConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
         if self.max_turns is not None and self.max_turns < 1:
             raise ValueError(f"--max-turns must be at least 1, got {self.max_turns}")
+        if self.ray_address and self.backend != "ray":
+            raise ValueError("--ray-address needs --backend ray")
         if self.retries < 0:
             raise ValueError(f"--retries must be >= 0, got {self.retries}")
         self.out = Path(self.out)
@@ -204,13 +217,15 @@ def plan_jobs(config: CollectConfig, task_ids: list[str]) -> list[Job]:
 # --------------------------------------------------------------------------- the loop
 @dataclass
 class _Slot:
-    worker: WorkerHandle
+    worker: Worker
     job: Job | None = None
     agent: Any = None
     state: Literal["idle", "env", "policy"] = "idle"
     since: float = 0.0
     obs: Any = None
     info: Any = None
+    backlog: list[Job] = field(default_factory=list)
+    """Episodes already sent to the worker, played after `job` (in-worker policies only)."""
 
 
 class _Stop:
@@ -283,7 +298,12 @@ def collect(
     loop = _Loop(config, env_kwargs, env_info, store, policy, on_trajectory, result)
     stop = _Stop()
     status = "interrupted"
-    with Progress(len(jobs), len(jobs) - len(todo), enabled=config.progress) as progress:
+    backend: Any = contextlib.nullcontext()
+    if config.backend == "ray" and todo:
+        from turnwise.rollout.ray_backend import ray_session
+
+        backend = ray_session(config.ray_address, config.workers)
+    with backend, Progress(len(jobs), len(jobs) - len(todo), enabled=config.progress) as progress:
         loop.progress = progress
         try:
             with _deferred_sigint(stop):
@@ -380,10 +400,15 @@ class _Loop:
             return
         ctx = multiprocessing.get_context(self.config.start_method)
         count = min(self.config.workers, len(todo))
+        args = (self.config.env, self.env_kwargs, self.config.split, self.limits)
         for index in range(count):
-            handle = WorkerHandle(
-                ctx, index, self.config.env, self.env_kwargs, self.config.split, self.limits
-            )
+            handle: Worker
+            if self.config.backend == "ray":
+                from turnwise.rollout.ray_backend import RayWorkerHandle
+
+                handle = RayWorkerHandle(index, *args, num_cpus=self.config.ray_cpus)
+            else:
+                handle = WorkerHandle(ctx, index, *args)
             self.slots.append(_Slot(handle))
         for slot in self.slots:
             self._wait_ready(slot)
@@ -392,6 +417,8 @@ class _Loop:
             for slot in self.slots:
                 if slot.state == "idle" and pending:
                     self._assign(slot, pending.popleft())
+                if self.policy is None:
+                    self._prefetch(slot, pending)
             waiting = [s for s in self.slots if s.state == "policy"]
             if waiting:
                 oldest = min(s.since for s in waiting)
@@ -403,13 +430,10 @@ class _Loop:
             objects: list[Any] = []
             for slot in self.slots:
                 if slot.state == "env":
-                    objects += [slot.worker.conn, slot.worker.process.sentinel]
+                    objects += slot.worker.waitables()
             ready = set(multiprocessing.connection.wait(objects, timeout)) if objects else set()
             for slot in self.slots:
-                if slot.state != "env":
-                    continue
-                conn = slot.worker.conn
-                if conn in ready or slot.worker.process.sentinel in ready:
+                if slot.state == "env" and any(o in ready for o in slot.worker.waitables()):
                     self._receive(slot, pending)
             self._watchdog(pending)
             self.store.maybe_flush()
@@ -421,9 +445,8 @@ class _Loop:
         try:
             message = conn.recv()
         except (EOFError, ConnectionError, OSError):
-            code = slot.worker.process.exitcode if slot.worker.process is not None else None
             raise RuntimeError(
-                f"env worker {slot.worker.slot} died on start (exit code {code})"
+                f"env worker {slot.worker.slot} died on start: {slot.worker.death()}"
             ) from None
         if message[0] != "ready":
             raise RuntimeError(f"env worker could not make {self.config.env}:\n{message[1]}")
@@ -451,6 +474,30 @@ class _Loop:
         )
         reset_agent(slot.agent, job.seed)
         self._send(slot, ("reset", job, slot.agent.parser))
+
+    def _prefetch(self, slot: _Slot, pending: collections.deque[Job]) -> None:
+        """Queue more episodes on a busy worker, so it never waits for this process in between
+        (a worker plays its messages in order; the pipe holds the queued ones)."""
+        while slot.state == "env" and pending and len(slot.backlog) + 1 < self.config.prefetch:
+            job = pending.popleft()
+            try:
+                slot.worker.send(("play", job, self.config.policy))
+            except (BrokenPipeError, ConnectionError, OSError):
+                pending.appendleft(job)  # the worker is gone; its sentinel reports it next
+                return
+            slot.backlog.append(job)
+
+    def _requeue_backlog(self, slot: _Slot, pending: collections.deque[Job]) -> None:
+        """A worker was replaced: the episodes queued on it are played again from the start."""
+        pending.extendleft(reversed(slot.backlog))
+        slot.backlog.clear()
+
+    def _next_from_backlog(self, slot: _Slot) -> None:
+        """After an episode ends, the worker is already playing the next queued one."""
+        if slot.state == "idle" and slot.backlog:
+            slot.job = slot.backlog.pop(0)
+            slot.state = "env"
+            slot.since = time.monotonic()
 
     def _send(self, slot: _Slot, message: Any) -> None:
         """Start an episode; a worker that died while idle is replaced first (no attempt lost)."""
@@ -487,11 +534,7 @@ class _Loop:
                 raise EOFError  # only the sentinel is ready: the process is gone
             message = conn.recv()
         except (EOFError, ConnectionError, OSError):
-            process = slot.worker.process
-            if process is not None:
-                process.join(timeout=1.0)  # reap it, so its exit code (-9: SIGKILL) is known
-            code = process.exitcode if process is not None else None
-            self._fault(slot, pending, f"worker process died (exit code {code})", restart=True)
+            self._fault(slot, pending, slot.worker.death(), restart=True)
             return
         kind = message[0]
         if kind == "ready":  # a replacement worker is up; its episode's answer comes next
@@ -523,6 +566,7 @@ class _Loop:
             job.attempts += 1
             slot.worker.restart()
             self.result.restarts += 1
+            self._requeue_backlog(slot, pending)
             traj = self._empty(job, f"worker did not answer {budget + self.grace:.0f} s; killed")
             traj.truncated = True
             traj.truncation_reason = reason
@@ -534,10 +578,12 @@ class _Loop:
         if restart:
             slot.worker.restart()
             self.result.restarts += 1
+            self._requeue_backlog(slot, pending)
         job.attempts += 1
         slot.state, slot.job, slot.agent = "idle", None, None
         if job.attempts <= self.config.retries:
             pending.appendleft(job)  # retried next, by whichever slot is free first
+            self._next_from_backlog(slot)
             return
         traj = self._empty(job, f"{why} (after {job.attempts} attempts)")
         slot.job = job
@@ -564,6 +610,7 @@ class _Loop:
             attempts=job.attempts + (traj.error is None),
         )
         slot.state, slot.job, slot.agent = "idle", None, None
+        self._next_from_backlog(slot)
         self.store.add(traj)
         tokens = sum(len(t.token_ids or ()) for t in traj.turns)
         self.result.collected += 1

@@ -101,13 +101,18 @@ def _read_keys(path: Path) -> list[tuple[EpisodeKey, bool, bool, bool]]:
     return rows
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) else -1
+
+
 class RolloutStore:
     """Writes the trajectories of one run into `root`, and knows which episodes are done.
 
     Args:
         root: the output folder.
         run: what identifies the run (env, policy, split, tasks, group size, seed, ...); a resumed
-            run must ask for exactly the same.
+            run must ask for the same, except that `tasks` may grow (the first N tasks of a
+            split are a prefix of the first N + M).
         resume: continue the run already in `root`; without it `root` must hold no shards.
         shard_size: trajectories per shard.
         flush_seconds: write a shard at least this often while trajectories are waiting, so a
@@ -171,11 +176,14 @@ class RolloutStore:
 
     def _check_same_run(self, old: Mapping[str, Any]) -> None:
         changed = sorted(k for k in set(old) | set(self.run) if old.get(k) != self.run.get(k))
+        # The plan is the first N tasks of the split, so asking for more extends the same run.
+        if "tasks" in changed and _count(self.run.get("tasks")) >= _count(old.get("tasks")):
+            changed.remove("tasks")
         if changed:
             detail = ", ".join(f"{k}: {old.get(k)!r} -> {self.run.get(k)!r}" for k in changed)
             raise StoreMismatchError(
                 f"{self.root} holds a different run ({detail}); resume it with the same settings "
-                "or choose another --out"
+                "(--tasks may grow) or choose another --out"
             )
 
     def _count(self, success: bool, truncated: bool, error: bool) -> None:

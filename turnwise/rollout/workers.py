@@ -30,11 +30,20 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from turnwise.trajectory import Trajectory
 
-__all__ = ["TIME_LIMIT_REASONS", "Job", "Limits", "WorkerHandle", "worker_main"]
+__all__ = [
+    "TIME_LIMIT_REASONS",
+    "Job",
+    "Limits",
+    "Worker",
+    "WorkerCore",
+    "WorkerHandle",
+    "install_signal_handlers",
+    "worker_main",
+]
 
 #: `truncation_reason` values set by the collector (the env itself may add `max_turns`).
 TIME_LIMIT_REASONS = ("turn_time_limit", "episode_time_limit")
@@ -162,6 +171,86 @@ def _baseline(kind: str, env: Any, job: Job) -> Callable[[Any, Any], str]:
     raise ValueError(f"no in-worker agent {kind!r}")
 
 
+class WorkerCore:
+    """The env side of a worker, whatever carries its messages (a pipe, a Ray actor).
+
+    It answers each message of the protocol (see the module docstring) with one reply, and
+    rebuilds its env after an exception or an interrupted step (its state is then unknown).
+    """
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], split: str, limits: Limits) -> None:
+        self.env_id = env_id
+        self.env_kwargs = env_kwargs
+        self.split = split
+        self.limits = limits
+        self.env: Any = None
+        self.episode: _Episode | None = None
+
+    def start(self) -> tuple[Any, ...]:
+        """Make the env: `("ready",)`, or `("error", traceback)` if it cannot be made.
+
+        Made before any job, so the main process can wait until every worker is warm (and batch
+        the first turns of all of them together) and learn at once of an env that cannot be
+        made at all.
+        """
+        import turnwise
+
+        try:
+            self.env = turnwise.make(self.env_id, **self.env_kwargs)
+            return ("ready",)
+        except Exception:
+            return ("error", traceback.format_exc(limit=8))
+
+    def handle(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The reply to one message."""
+        import turnwise
+
+        try:
+            if self.env is None:
+                self.env = turnwise.make(self.env_id, **self.env_kwargs)
+            kind = message[0]
+            if kind == "play":
+                _, job, agent_kind = message
+                self.episode = episode = _Episode(self.env, job, self.limits, self.split, None)
+                act = _baseline(agent_kind, self.env, job)
+                while not episode.step(act(episode.obs, episode.info)):
+                    pass
+                assert episode.finished is not None
+                return ("done", episode.finished)
+            if kind == "reset":
+                _, job, parser = message
+                self.episode = episode = _Episode(self.env, job, self.limits, self.split, parser)
+                return ("obs", episode.obs, episode.info)
+            if kind == "step":
+                _, reply, fields = message
+                if self.episode is None:
+                    raise RuntimeError("step before reset")
+                if self.episode.step(reply, fields):
+                    assert self.episode.finished is not None
+                    return ("done", self.episode.finished)
+                return ("obs", self.episode.obs, self.episode.info)
+            raise ValueError(f"unknown worker message {kind!r}")
+        except _TimeUp:
+            assert self.episode is not None and self.episode.finished is not None
+            self.close()
+            return ("done", self.episode.finished)
+        except Exception:
+            self.close()
+            return ("error", traceback.format_exc(limit=8))
+
+    def close(self) -> None:
+        """Close the env (it may be broken: errors are ignored); the next message makes a new one."""
+        env, self.env = self.env, None
+        _discard(env)
+
+
+def install_signal_handlers() -> None:
+    """In a worker: ignore Ctrl-C (the main process decides how to stop) and let SIGALRM end a
+    turn that ran out of time."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGALRM, _on_alarm)
+
+
 def worker_main(
     conn: multiprocessing.connection.Connection,
     env_id: str,
@@ -170,21 +259,10 @@ def worker_main(
     limits: Limits,
 ) -> None:
     """The body of a worker process (see the module docstring for the protocol)."""
-    import turnwise
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    env: Any = None
-    episode: _Episode | None = None
+    install_signal_handlers()
+    core = WorkerCore(env_id, env_kwargs, split, limits)
     try:
-        # Made before any job, so the main process can wait until every worker is warm (and
-        # batch the first turns of all of them together) and learn at once of an env that cannot
-        # be made at all.
-        try:
-            env = turnwise.make(env_id, **env_kwargs)
-            conn.send(("ready",))
-        except Exception:
-            conn.send(("error", traceback.format_exc(limit=8)))
+        conn.send(core.start())
         while True:
             try:
                 message = conn.recv()
@@ -192,44 +270,9 @@ def worker_main(
                 return
             if message is None:
                 return
-            try:
-                if env is None:
-                    env = turnwise.make(env_id, **env_kwargs)
-                kind = message[0]
-                if kind == "play":
-                    _, job, agent_kind = message
-                    episode = _Episode(env, job, limits, split, parser=None)
-                    act = _baseline(agent_kind, env, job)
-                    while not episode.step(act(episode.obs, episode.info)):
-                        pass
-                    assert episode.finished is not None
-                    conn.send(("done", episode.finished))
-                elif kind == "reset":
-                    _, job, parser = message
-                    episode = _Episode(env, job, limits, split, parser)
-                    conn.send(("obs", episode.obs, episode.info))
-                elif kind == "step":
-                    _, reply, fields = message
-                    if episode is None:
-                        raise RuntimeError("step before reset")
-                    if episode.step(reply, fields):
-                        assert episode.finished is not None
-                        conn.send(("done", episode.finished))
-                    else:
-                        conn.send(("obs", episode.obs, episode.info))
-                else:
-                    raise ValueError(f"unknown worker message {kind!r}")
-            except _TimeUp:
-                assert episode is not None and episode.finished is not None
-                conn.send(("done", episode.finished))
-                _discard(env)
-                env = None
-            except Exception:
-                conn.send(("error", traceback.format_exc(limit=8)))
-                _discard(env)
-                env = None
+            conn.send(core.handle(message))
     finally:
-        _discard(env)
+        core.close()
 
 
 def _discard(env: Any) -> None:
@@ -238,6 +281,22 @@ def _discard(env: Any) -> None:
         # It is being thrown away because it is broken; closing may fail too.
         with contextlib.suppress(Exception):
             env.close()
+
+
+class Worker(Protocol):
+    """What the collector's loop needs of a worker slot, local process or Ray actor."""
+
+    slot: int
+    restarts: int
+    conn: multiprocessing.connection.Connection | None
+
+    @property
+    def pid(self) -> int | None: ...
+    def send(self, message: Any) -> None: ...
+    def waitables(self) -> list[Any]: ...
+    def death(self) -> str: ...
+    def restart(self) -> None: ...
+    def stop(self, timeout: float = 2.0) -> None: ...
 
 
 class WorkerHandle:
@@ -276,6 +335,19 @@ class WorkerHandle:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
+
+    def waitables(self) -> list[Any]:
+        """What the main loop waits on: the pipe, and the process sentinel (ready when it dies)."""
+        assert self.conn is not None and self.process is not None
+        return [self.conn, self.process.sentinel]
+
+    def death(self) -> str:
+        """Why the worker stopped answering (its exit code: -9 is SIGKILL)."""
+        process = self.process
+        if process is not None:
+            process.join(timeout=1.0)  # reap it, so its exit code is known
+        code = process.exitcode if process is not None else None
+        return f"worker process died (exit code {code})"
 
     def send(self, message: Any) -> None:
         assert self.conn is not None

@@ -1,4 +1,4 @@
-"""What this machine lacks for the tests marked `gpu`, `vllm`, `docker`, `browser` and `gui`.
+"""What this machine lacks for the tests marked `gpu`, `vllm`, `docker`, `browser`, `gui`, `ray`.
 
 Each function returns None when the requirement is met, else a sentence naming what is missing
 and how to get it; turnwise's test suite skips marked tests with that sentence as the reason.
@@ -19,6 +19,7 @@ __all__ = [
     "missing_docker",
     "missing_gpu",
     "missing_gui",
+    "missing_ray",
     "missing_vllm",
 ]
 
@@ -61,6 +62,12 @@ def missing_browser() -> str | None:
 
 
 @functools.cache
+def missing_ray() -> str | None:
+    if importlib.util.find_spec("ray") is None:
+        return "needs Ray (pip install 'turnwise[ray]')"
+    return None
+
+
 def missing_gui() -> str | None:
     if shutil.which("Xvfb") is None:
         return "needs Xvfb (apt-get install xvfb)"
@@ -73,6 +80,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "docker": missing_docker,
     "browser": missing_browser,
     "gui": missing_gui,
+    "ray": missing_ray,
 }
 
 
