@@ -1,0 +1,187 @@
+"""Supervised fine-tuning on demonstrations, token-exact with what the agent sees at play time.
+
+Demonstrations are episodes of an env's expert replayed through the same `LLMAgent` the
+collector uses, with a policy that "generates" the expert's action in the agent's reply format
+(`<action>go west</action>` for ReAct templates) followed by the end-of-turn token. Each turn so
+records the prompt delta and the reply ids exactly as a sampled turn would, and training on
+them teaches the model the prompts, the format and when to stop, in the token layout it will
+meet when it plays. The loss is the mean negative log-likelihood of the reply tokens.
+
+Example:
+    >>> from turnwise.agents.hf import HFPolicy
+    >>> from turnwise.agents.tiny import default_checkpoint
+    >>> policy = HFPolicy(default_checkpoint("nano"), device="cpu")
+    >>> demos = demonstrations("turnwise/KeyDoor-v0", policy.tokenizer, tasks=2,
+    ...                        env_kwargs={"difficulty": "easy"})
+    >>> all(t.success and t.turns[0].token_ids for t in demos)
+    True
+    >>> stats = train_sft(policy.model, policy.tokenizer, demos, epochs=1, batch_size=2)
+    >>> stats["loss/sft_first"] > 0 and stats["perf/sft_steps"] == 1
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from turnwise.agents.policy import Generation, GenerationRequest
+from turnwise.trajectory import Trajectory
+
+from .sequences import Row, collate, rows_of, token_logprobs
+
+__all__ = ["ScriptedReplies", "demonstrations", "reply_for", "train_sft"]
+
+
+def reply_for(action: str, reply_format: str = "react") -> str:
+    """The reply an agent with this template's format gives to take `action`.
+
+    Example:
+        >>> reply_for("go west")
+        '<action>go west</action>'
+    """
+    return f"<action>{action}</action>" if reply_format == "react" else action
+
+
+class ScriptedReplies:
+    """A policy that answers with the reply it is given, as token ids ending the turn.
+
+    `next_reply` is set before each turn; `generate` encodes it and appends the tokenizer's
+    end-of-turn (eos) token, so the demonstration teaches the model to stop there.
+    """
+
+    name = "scripted"
+
+    def __init__(self, tokenizer: Any) -> None:
+        from turnwise.agents.tokens import encode
+
+        self.tokenizer = tokenizer
+        self._encode = encode
+        eos = tokenizer.eos_token_id
+        self._end = [] if eos is None else [int(eos)]
+        self.next_reply: str | None = None
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        if self.next_reply is None:
+            raise RuntimeError("ScriptedReplies.next_reply is not set")
+        if len(requests) != 1:
+            raise ValueError("ScriptedReplies answers one request at a time")
+        ids = self._encode(self.tokenizer, self.next_reply) + self._end
+        return [Generation(self.next_reply, ids, None, "stop")]
+
+
+def demonstrations(
+    env_id: str,
+    tokenizer: Any,
+    *,
+    tasks: int | Sequence[str],
+    env_kwargs: Mapping[str, Any] | None = None,
+    split: str = "train",
+    seed: int = 0,
+    only_successes: bool = True,
+) -> list[Trajectory]:
+    """Expert episodes on the first `tasks` tasks of `split` (or these task ids), token-exact.
+
+    The env must implement `expert_action()`. Seeds are derived as the collector derives them,
+    so a demonstration of a task is the episode a collected group of that task starts from.
+    """
+    import turnwise
+    from turnwise.agents.agent import LLMAgent
+    from turnwise.agents.prompting import template_for
+    from turnwise.episode import reset_agent
+    from turnwise.rollout.collector import derive_seed
+    from turnwise.wrappers.parse_action import ParseAction
+    from turnwise.wrappers.record import RecordTrajectory
+
+    base = turnwise.make(env_id, **dict(env_kwargs or {}))
+    try:
+        task_ids = (
+            list(base.unwrapped.tasks(split))[:tasks] if isinstance(tasks, int) else list(tasks)
+        )
+        policy = ScriptedReplies(tokenizer)
+        agent = LLMAgent(policy, template=template_for(env_id))
+        env = RecordTrajectory(ParseAction(base, agent.parser))
+        out = []
+        for task_id in task_ids:
+            env_seed = derive_seed("env", seed, task_id)
+            reset_agent(agent, env_seed)
+            obs, info = env.reset(seed=env_seed, options={"task_id": task_id, "split": split})
+            done = False
+            while not done:
+                policy.next_reply = reply_for(
+                    base.unwrapped.expert_action(), agent.template.reply_format
+                )
+                reply = agent.act(obs, info)
+                obs, _, terminated, truncated, info = env.step(reply)
+                env.annotate_last_turn(**agent.turn_record())
+                done = terminated or truncated
+            traj = env.trajectories[-1]
+            traj.policy = "expert"
+            if traj.success or not only_successes:
+                out.append(traj)
+        return out
+    finally:
+        base.close()
+
+
+def train_sft(
+    model: Any,
+    tokenizer: Any,
+    trajectories: Sequence[Trajectory],
+    *,
+    epochs: int = 1,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    max_grad_norm: float = 1.0,
+    max_length: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Fine-tune `model` in place on the reply tokens of `trajectories`; returns metrics.
+
+    Minibatches of `batch_size` rows (one row per trajectory context) are drawn in a shuffled
+    order per epoch (seeded); the loss is the token-mean negative log-likelihood of the trained
+    tokens of the minibatch; AdamW with gradient-norm clipping.
+    """
+    import torch
+
+    rows = rows_of(trajectories, max_length=max_length)
+    rows = [r for r in rows if r.generated]
+    if not rows:
+        raise ValueError("no trainable tokens: the trajectories have no recorded replies")
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    order = random.Random(seed)
+    losses: list[float] = []
+    tokens = 0
+    started = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        shuffled: list[Row] = list(rows)
+        order.shuffle(shuffled)
+        for start in range(0, len(shuffled), batch_size):
+            batch = collate(shuffled[start : start + batch_size], pad, device)
+            logprobs = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+            mask = batch["loss_mask"]
+            loss = -(logprobs * mask).sum() / mask.sum().clamp(min=1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            tokens += int(mask.sum())
+    model.eval()
+    seconds = time.perf_counter() - started
+    if not all(math.isfinite(x) for x in losses):
+        raise FloatingPointError(f"SFT loss became non-finite: {losses[-5:]}")
+    return {
+        "loss/sft_first": losses[0],
+        "loss/sft_last": losses[-1],
+        "perf/sft_steps": float(len(losses)),
+        "perf/sft_tokens_per_second": tokens / max(seconds, 1e-9),
+    }
