@@ -98,6 +98,18 @@ def test_resume_skips_done_and_refuses_other_runs(tmp_path: Path) -> None:
     assert again.collected == 0 and again.skipped == 4 and again.counts["written"] == 4
 
 
+def test_named_task_ids_are_played_in_order(tmp_path: Path) -> None:
+    ids = ("easy-train-00007", "easy-train-00003")
+    result = collect(config(tmp_path, policy="random", task_ids=ids, group_size=2))
+    assert result.counts["trajectories"] == 4
+    trajs = list(iter_trajectories(tmp_path))
+    assert {t.task_id: t.metadata["task_index"] for t in trajs} == {ids[0]: 0, ids[1]: 1}
+    again = collect(config(tmp_path, policy="random", task_ids=ids, group_size=2, resume=True))
+    assert again.skipped == 4
+    with pytest.raises(ValueError, match="no task 'easy-train-99999'"):
+        collect(config(tmp_path / "bad", policy="random", task_ids=("easy-train-99999",)))
+
+
 def test_resume_with_more_tasks_extends_the_run(tmp_path: Path) -> None:
     collect(config(tmp_path / "grown", policy="random", tasks=2, group_size=2))
     with pytest.raises(StoreMismatchError, match="tasks: 2 -> 1"):

@@ -57,6 +57,7 @@ _IDENTITY = (
     "policy",
     "split",
     "tasks",
+    "task_ids",
     "group_size",
     "seed",
     "temperature",
@@ -81,6 +82,8 @@ class CollectConfig:
     """The split whose tasks are played."""
     tasks: Annotated[int, tyro.conf.arg(metavar="N")] = 16
     """Play the first N tasks of the split."""
+    task_ids: tuple[str, ...] = ()
+    """Play these tasks of the split instead (in this order); `tasks` is then their number."""
     group_size: Annotated[int, tyro.conf.arg(metavar="K")] = 1
     """Episodes per task and seed (a group: same group_id, different sampling seeds)."""
     workers: Annotated[int, tyro.conf.arg(metavar="W")] = 2
@@ -143,6 +146,11 @@ class CollectConfig:
         if self.retries < 0:
             raise ValueError(f"--retries must be >= 0, got {self.retries}")
         self.out = Path(self.out)
+        self.task_ids = tuple(self.task_ids)
+        if self.task_ids:
+            if len(set(self.task_ids)) != len(self.task_ids):
+                raise ValueError("--task-ids has duplicates")
+            self.tasks = len(self.task_ids)
         self.env_kwargs_dict()  # fail early on bad JSON
 
     def env_kwargs_dict(self) -> dict[str, Any]:
@@ -156,7 +164,9 @@ class CollectConfig:
         data = asdict(self)
         # Parsed, so that '{"a": 1}' and '{"a":1}' are the same run.
         data["env_kwargs"] = self.env_kwargs_dict()
-        return {k: data[k] for k in _IDENTITY}
+        data["task_ids"] = list(self.task_ids)
+        # A run of the first N tasks has no task list (and reads as it did before the option).
+        return {k: data[k] for k in _IDENTITY if k != "task_ids" or self.task_ids}
 
 
 @dataclass
@@ -338,16 +348,29 @@ def _inspect_env(config: CollectConfig, env_kwargs: dict[str, Any]) -> tuple[lis
         all_tasks = list(unwrapped.tasks(config.split))
     finally:
         env.close()
+    if config.task_ids:
+        known = set(all_tasks)
+        unknown = [t for t in config.task_ids if t not in known]
+        if unknown:
+            raise ValueError(
+                f"{config.env} split {config.split!r} has no task {unknown[0]!r}"
+                + (f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else "")
+            )
+        return list(config.task_ids), _env_info(record, env_kwargs, len(all_tasks))
     if config.tasks > len(all_tasks):
         raise ValueError(
             f"{config.env} has {len(all_tasks)} tasks in split {config.split!r}; "
             f"--tasks {config.tasks} asks for more"
         )
-    return all_tasks[: config.tasks], {
+    return all_tasks[: config.tasks], _env_info(record, env_kwargs, len(all_tasks))
+
+
+def _env_info(record: Any, env_kwargs: dict[str, Any], split_size: int) -> dict[str, Any]:
+    return {
         "entry_point": record.entry_point,
         "version": _env_version(record.requires),
         "env_kwargs": env_kwargs,
-        "split_size": len(all_tasks),
+        "split_size": split_size,
     }
 
 

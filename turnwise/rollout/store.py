@@ -177,7 +177,8 @@ class RolloutStore:
     def _check_same_run(self, old: Mapping[str, Any]) -> None:
         changed = sorted(k for k in set(old) | set(self.run) if old.get(k) != self.run.get(k))
         # The plan is the first N tasks of the split, so asking for more extends the same run.
-        if "tasks" in changed and _count(self.run.get("tasks")) >= _count(old.get("tasks")):
+        grows = not self.run.get("task_ids") and not old.get("task_ids")
+        if "tasks" in changed and grows and _count(self.run["tasks"]) >= _count(old["tasks"]):
             changed.remove("tasks")
         if changed:
             detail = ", ".join(f"{k}: {old.get(k)!r} -> {self.run.get(k)!r}" for k in changed)
