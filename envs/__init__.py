@@ -20,6 +20,12 @@ def register_all() -> None:
         description="Rooms, keys and locked doors: a fast, dependency-free text world",
     )
     register(
+        "turnwise/FactQA-v0",
+        "turnwise.envs.factqa.env:FactQAEnv",
+        family="text",
+        description="Search and read a synthetic encyclopedia to answer 1- or 2-hop questions",
+    )
+    register(
         "turnwise/TextWorld-v0",
         "turnwise.envs.textworld:TextWorldEnv",
         family="text",

@@ -78,8 +78,10 @@ def turn_rewards(traj: Trajectory, gates: Sequence[tuple[str, float]] = ()) -> n
     weights: dict[str, float] = {}
     for turn in traj.turns:
         weights.update(turn.reward_weights)
+    # Unnamed terms pass any gate of their own: they count once every named gate is open.
+    thresholds = {term: float("-inf") for term in priority} | dict(gates)
     return credit.gated_step_rewards(
-        table, priority, dict(gates), weights={k: weights.get(k, 1.0) for k in priority}
+        table, priority, thresholds, weights={k: weights.get(k, 1.0) for k in priority}
     )
 
 
@@ -257,10 +259,17 @@ class ReplayBuffer:
                 self.buffers.setdefault(t.task_id, deque(maxlen=self.size)).append(t)
 
     def state(self) -> dict[str, Any]:
-        return {task: [t.to_dict() for t in b] for task, b in self.buffers.items()}
+        """The buffers and the draw generator's state, as JSON values (for checkpoints)."""
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "buffers": {task: [t.to_dict() for t in b] for task, b in self.buffers.items()},
+            "rng": [version, list(internal), gauss],
+        }
 
     def load(self, state: dict[str, Any]) -> None:
         self.buffers = {
             task: deque((Trajectory.from_dict(d) for d in items), maxlen=self.size)
-            for task, items in state.items()
+            for task, items in state["buffers"].items()
         }
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))

@@ -147,7 +147,7 @@ _FALLBACK: dict[str, Any] = {
 class TrainConfig:
     """Train an LLM agent on a registered text env with one of turnwise's algorithms."""
 
-    algo: Annotated[Algo, tyro.conf.Positional] = "loop"
+    algo: Annotated[Algo, tyro.conf.Positional, tyro.conf.arg(metavar="ALGO")] = "loop"
     """The algorithm: its preset fills every option left unset below."""
     env: Annotated[str, tyro.conf.arg(metavar="ENV_ID")] = "turnwise/KeyDoor-v0"
     """The env to train on (any registered single-agent text env)."""
@@ -206,6 +206,7 @@ class TrainConfig:
     lr: float = 1e-5
     """Policy learning rate (AdamW)."""
     weight_decay: float = 0.0
+    """AdamW weight decay of the policy."""
     max_length: int = 4096
     """Training rows are cut to this many tokens."""
 
@@ -226,14 +227,17 @@ class TrainConfig:
     ratio_level: Literal["token", "turn", "sequence"] = "token"
     """Importance ratio per token, per turn (geometric mean) or per trajectory."""
     aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] | None = None
+    """How per-token losses become one: over all tokens, or per trajectory first."""
     epochs: int | None = None
     """Passes over each iteration's rollouts."""
     minibatches: int | None = None
     """Optimizer steps per epoch (the rollouts split evenly)."""
     max_grad_norm: float | None = None
+    """Gradient-norm clip of each optimizer step."""
     kl_coef: float | None = None
     """KL penalty to the reference (initial) policy (0: no reference model is kept)."""
     kl_estimator: Literal["k1", "k3"] = "k3"
+    """KL estimator of the penalty: k1 (log-ratio) or k3 (low-variance, verl's `low_var_kl`)."""
     min_abs_advantage: float | None = None
     """Drop rollouts whose |advantage| is below this (LOOP: 0.01)."""
     gamma: float | None = None
@@ -245,8 +249,11 @@ class TrainConfig:
     critic: bool | None = None
     """Train a value model (PPO, SPA)."""
     critic_lr: float = 1e-4
+    """Learning rate of the critic (PPO, SPA)."""
     vf_coef: float = 0.5
+    """Weight of the critic's value loss."""
     value_clip: float | None = 0.2
+    """Clip of the value update around the collection-time values (None: unclipped)."""
     replay: bool | None = None
     """ARPO: inject a past success of the task into all-failed groups."""
     replay_size: int = 8
@@ -254,7 +261,9 @@ class TrainConfig:
     prm: Literal["dpo", "ce"] | None = None
     """OPRL (dpo) / PRIME (ce): the implicit process reward model's loss."""
     prm_lr: float = 1e-5
+    """Learning rate of the implicit PRM (OPRL, PRIME)."""
     prm_beta: float = 0.05
+    """β of the implicit PRM's log-ratio rewards."""
     spa_progress_weight: float = 1.0
     """SPA: weight of the progress estimator's contribution in the fused step reward."""
     spa_grounding_weight: float = 0.5

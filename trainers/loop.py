@@ -182,6 +182,10 @@ class Trainer:
         cfg = self.config
         checkpoint = None
         try:
+            if self.iteration == 0 and cfg.eval_every and cfg.eval_tasks:
+                start = self.evaluate(0)  # the initial policy: where the curve starts
+                self.logger.log(0, start)
+                self.history.append({"step": 0, **start})
             while self.iteration < cfg.iterations:
                 it = self.iteration
                 metrics = self.step(it)
@@ -611,8 +615,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ IGPO beliefs
     def _beliefs(self, batch: Batch) -> list[np.ndarray]:
-        """`b_k`: the mean log-prob of the gold answer (as the agent's reply) given the context
-        at the start of each turn k (the observation after turn k−1 included)."""
+        """`b_k`: the mean log-prob of the gold answer, as the agent's reply taking the env's
+        `gold_action` (else the bare `gold_answer`), given the context at the start of each
+        turn k (the observation after turn k−1 included)."""
         from turnwise.agents.prompting import template_for
         from turnwise.agents.tokens import encode
 
@@ -624,10 +629,13 @@ class Trainer:
         beliefs = [np.zeros(len(t.turns)) for t in batch.trajectories]
         probes: list[tuple[int, int, list[int], int]] = []
         for row in batch.rows:
-            gold = batch.trajectories[row.trajectory].metadata.get("gold_answer")
+            meta = batch.trajectories[row.trajectory].metadata
+            # The action that answers (`answer brown`), else the bare answer as the action.
+            gold = meta.get("gold_action", meta.get("gold_answer"))
             if gold is None:
                 raise ValueError(
-                    "igpo needs envs that give a gold answer (reset info 'gold_answer'); "
+                    "igpo needs envs that give a gold answer (reset info 'gold_answer' or "
+                    "'gold_action', e.g. turnwise/FactQA-v0); "
                     f"{self.config.env} does not"
                 )
             answer = encode(self.tokenizer, reply_for(str(gold), reply_format)) + eos

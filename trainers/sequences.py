@@ -154,14 +154,15 @@ def token_logprobs(
         output_hidden_states=return_hidden,
         use_cache=False,
     )
-    logits = output.logits[:, :-1].float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    # log_softmax then gather, one row at a time: the [L, V] float32 slab of a long row is the
-    # largest tensor of a training step, so never hold B of them at once.
+    logits = output.logits[:, :-1]
+    # log_softmax (in float32) then gather, one row at a time: the [L, V] float32 slab of a long
+    # row is the largest tensor of a training step, so never hold B of them at once.
     picked = []
     for row in range(input_ids.shape[0]):
-        logp = torch.log_softmax(logits[row], dim=-1)
+        row_logits = logits[row].float()
+        if temperature != 1.0:
+            row_logits = row_logits / temperature
+        logp = torch.log_softmax(row_logits, dim=-1)
         picked.append(logp.gather(-1, input_ids[row, 1:, None]).squeeze(-1))
     logprobs = torch.nn.functional.pad(torch.stack(picked), (1, 0), value=0.0)
     if return_hidden:

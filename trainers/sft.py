@@ -26,6 +26,7 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from turnwise.agents.policy import Generation, GenerationRequest
@@ -33,7 +34,7 @@ from turnwise.trajectory import Trajectory
 
 from .sequences import Row, collate, rows_of, token_logprobs
 
-__all__ = ["ScriptedReplies", "demonstrations", "reply_for", "train_sft"]
+__all__ = ["ScriptedReplies", "demonstrations", "reply_for", "sft_checkpoint", "train_sft"]
 
 
 def reply_for(action: str, reply_format: str = "react") -> str:
@@ -185,3 +186,63 @@ def train_sft(
         "perf/sft_steps": float(len(losses)),
         "perf/sft_tokens_per_second": tokens / max(seconds, 1e-9),
     }
+
+
+def sft_checkpoint(
+    env_id: str,
+    *,
+    env_kwargs: Mapping[str, Any] | None = None,
+    model: str = "tiny",
+    tasks: int = 800,
+    epochs: int = 2,
+    lr: float = 3e-3,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> Path:
+    """A tiny model fine-tuned on expert demonstrations of `env_id`, cached like the tiny model.
+
+    Built on first use (tens of seconds on a CPU) under `cache_dir("sft", ...)` in a folder
+    named by a hash of every setting, written to a temporary sibling and renamed into place. Few
+    epochs give a partly competent policy: the usual starting point of RL.
+
+    Example (slow; not run as a doctest):
+        path = sft_checkpoint("turnwise/KeyDoor-v0", env_kwargs={"difficulty": "easy"})
+    """
+    import hashlib
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    from turnwise.agents.hf import HFPolicy
+    from turnwise.agents.tiny import default_checkpoint
+    from turnwise.paths import cache_dir
+
+    base = default_checkpoint(model, seed=seed)
+    key = json.dumps(
+        [env_id, dict(env_kwargs or {}), str(base.name), tasks, epochs, lr, batch_size, seed],
+        sort_keys=True,
+    )
+    root = cache_dir("sft")
+    final = root / f"{model}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if (final / "config.json").is_file():
+        return final
+    policy = HFPolicy(base, device="cpu")
+    demos = demonstrations(env_id, policy.tokenizer, tasks=tasks, env_kwargs=env_kwargs, seed=seed)
+    train_sft(
+        policy.model, policy.tokenizer, demos, epochs=epochs, batch_size=batch_size, lr=lr,
+        seed=seed,
+    )  # fmt: skip
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
+    try:
+        policy.model.save_pretrained(scratch)
+        policy.tokenizer.save_pretrained(scratch)
+        (scratch / "sft.json").write_text(key + "\n", encoding="utf-8")
+        try:
+            os.rename(scratch, final)
+        except OSError:
+            if not (final / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final

@@ -32,6 +32,7 @@ from turnwise.cli.envs import EnvsConfig, envs
 from turnwise.cli.play import PlayConfig, play
 from turnwise.cli.rollouts import RolloutsConfig, rollouts
 from turnwise.cli.serve import ServeConfig, serve
+from turnwise.cli.train import TrainConfig, train_command
 
 __all__ = ["COMMANDS", "CLIError", "Command", "main"]
 
@@ -55,6 +56,7 @@ COMMANDS: dict[str, Command[Any]] = {
     "serve": Command(ServeConfig, serve),
     "collect": Command(CollectConfig, collect_command),
     "rollouts": Command(RolloutsConfig, rollouts),
+    "train": Command(TrainConfig, train_command),
 }
 
 DESCRIPTION = (

@@ -75,7 +75,7 @@ class RecordTrajectory(gymnasium.Wrapper[Any, Any, Any, Any]):
             seed=seed,
             instruction=str(info.get("instruction", "")),
             policy=self.policy,
-            metadata={k: info[k] for k in ("split", "gold_answer") if k in info},
+            metadata={k: info[k] for k in ("split", "gold_answer", "gold_action") if k in info},
         )
         self._obs_text = _text(obs)
         self._last_step_end = time.perf_counter()
