@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -143,12 +144,25 @@ _FALLBACK: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _literal_choices(hint: Any) -> tuple[str, ...]:
+    """The values of a `Literal[...]` hint (inside `Annotated` or `| None`); () for others."""
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    if typing.get_origin(hint) is Literal:
+        return tuple(typing.get_args(hint))
+    for arg in typing.get_args(hint):
+        if typing.get_origin(arg) is Literal:
+            return tuple(typing.get_args(arg))
+    return ()
+
+
 @dataclass
 class TrainConfig:
     """Train an LLM agent on a registered text env with one of turnwise's algorithms."""
 
     algo: Annotated[Algo, tyro.conf.Positional, tyro.conf.arg(metavar="ALGO")] = "loop"
-    """The algorithm: its preset fills every option left unset below."""
+    """The algorithm: loop, grpo, rloo, ppo, gigpo, arpo, spa, oprl, prime or igpo. Its
+    preset fills every option left unset below."""
     env: Annotated[str, tyro.conf.arg(metavar="ENV_ID")] = "turnwise/KeyDoor-v0"
     """The env to train on (any registered single-agent text env)."""
     env_kwargs: Annotated[str, tyro.conf.arg(metavar="JSON")] = ""
@@ -209,10 +223,15 @@ class TrainConfig:
     """AdamW weight decay of the policy."""
     max_length: int = 4096
     """Training rows are cut to this many tokens."""
+    micro_batch_size: int = 8
+    """Rows per forward/backward pass (gradients accumulate up to a minibatch): the memory knob."""
 
     # ---------------------------------------------------------------- algorithm options (None: preset)
-    advantage: str | None = None
-    """Credit assignment: leave_one_out, group_norm, gae, gigpo, spa, oprl, prime, igpo."""
+    advantage: (
+        Literal["leave_one_out", "group_norm", "gae", "gigpo", "spa", "oprl", "prime", "igpo"]
+        | None
+    ) = None
+    """Credit assignment (gae and spa need --critic; oprl needs --prm dpo, prime --prm ce)."""
     std: Literal["unbiased", "population", "none"] = "unbiased"
     """Group-normalised advantages: divide by the unbiased (N-1), population (N) std, or not."""
     clip_mode: Literal["standard", "loop"] | None = None
@@ -285,8 +304,37 @@ class TrainConfig:
             raise ValueError("--group-size must be at least 2 (baselines come from siblings)")
         if self.eval_every < 0 or self.checkpoint_every < 0 or self.eval_tasks < 0:
             raise ValueError("--eval-every, --checkpoint-every and --eval-tasks must be >= 0")
+        if self.micro_batch_size < 1:
+            raise ValueError("--micro-batch-size must be at least 1")
         self.out = Path(self.out)
         self.gates()  # fail early on a malformed --reward-gate
+        self._check_choices()
+        self._check_companions()
+
+    def _check_choices(self) -> None:
+        """Options with a fixed set of values (the CLI checks them; Python callers too)."""
+        hints = typing.get_type_hints(TrainConfig, include_extras=True)
+        for f in dataclasses.fields(self):
+            choices = _literal_choices(hints[f.name])
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                flag = f.name.replace("_", "-")
+                raise ValueError(f"--{flag} {value!r}: choose one of {', '.join(choices)}")
+
+    def _check_companions(self) -> None:
+        """Options an advantage needs (after the preset fills the unset ones)."""
+        preset = {**_FALLBACK, **PRESETS[self.algo]}
+
+        def value(name: str) -> Any:
+            own = getattr(self, name)
+            return preset.get(name) if own is None else own
+
+        advantage = value("advantage")
+        if advantage in ("gae", "spa") and not value("critic"):
+            raise ValueError(f"--advantage {advantage} needs a critic (--critic True)")
+        needs = {"oprl": "dpo", "prime": "ce"}.get(advantage)
+        if needs and value("prm") != needs:
+            raise ValueError(f"--advantage {advantage} needs --prm {needs}")
 
     def resolved(self) -> TrainConfig:
         """A copy with every unset (None) option taken from the algorithm's preset."""

@@ -229,6 +229,13 @@ class Trainer:
         env = turnwise.make(self.config.env, **self.config.env_kwargs_dict())
         try:
             tasks = list(env.unwrapped.tasks(self.config.split))
+            if self.config.advantage == "igpo" and tasks:
+                _, info = env.reset(seed=0, options={"task_id": tasks[0]})
+                if "gold_answer" not in info and "gold_action" not in info:
+                    raise ValueError(
+                        "igpo needs envs that give a gold answer (reset info 'gold_answer' or "
+                        f"'gold_action', e.g. turnwise/FactQA-v0); {self.config.env} does not"
+                    )
         finally:
             env.close()
         if not tasks:
@@ -296,7 +303,7 @@ class Trainer:
         return [r for r in rows_of(trajs, max_length=self.config.max_length) if r.generated]
 
     def _micro_batches(self, rows: Sequence[Row]) -> list[list[Row]]:
-        size = max(1, self.config.workers)
+        size = self.config.micro_batch_size
         ordered = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
         return [[rows[i] for i in ordered[k : k + size]] for k in range(0, len(ordered), size)]
 
@@ -327,8 +334,13 @@ class Trainer:
         return [out[i] for i in range(len(rows))]
 
     def update(self, trajs: list[Trajectory]) -> dict[str, Any]:
-        """Score, assign credit and update on one iteration's trajectories."""
+        """Score, assign credit and update on one iteration's trajectories.
+
+        Episodes that failed for infrastructure reasons (`Trajectory.error`: a worker that died
+        twice) say nothing about the policy: they are left out, from their groups' baselines too.
+        """
         cfg = self.config
+        trajs = [t for t in trajs if t.error is None]
         rows = self._rows(trajs)
         if not rows:
             return {"loss/skipped": 1.0}
@@ -643,8 +655,9 @@ class Trainer:
                 context = row.input_ids[: pos + 1]
                 probes.append((row.trajectory, turn, context + answer, len(answer)))
         with torch.no_grad():
-            for k in range(0, len(probes), max(1, self.config.workers)):
-                chunk = probes[k : k + max(1, self.config.workers)]
+            size = self.config.micro_batch_size
+            for k in range(0, len(probes), size):
+                chunk = probes[k : k + size]
                 rows = [Row(ids, [0] * len(ids), [0] * len(ids)) for _, _, ids, _ in chunk]
                 data = collate(rows, self.pad_id, self.device)
                 logprobs = token_logprobs(self.model, data["input_ids"], data["attention_mask"])
@@ -655,7 +668,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _check_out_dir(self) -> None:
         state = self.out / CHECKPOINTS / "latest" / STATE
-        if not self.config.resume and (self.out / CHECKPOINTS).exists():
+        used = [self.out / n for n in (CHECKPOINTS, ROLLOUTS, "metrics.jsonl")]
+        if not self.config.resume and any(p.exists() for p in used):
             raise FileExistsError(
                 f"{self.out} already holds a training run: pass --resume to continue it, or "
                 "choose another --out"
@@ -708,7 +722,13 @@ class Trainer:
         folder = (self.out / CHECKPOINTS / "latest").resolve()
         state = json.loads((folder / STATE).read_text(encoding="utf-8"))
         saved = state["config"]
-        for key in ("algo", "env", "env_kwargs", "group_size", "tasks_per_iteration", "seed"):
+        saved_kwargs = TrainConfig(env_kwargs=saved.get("env_kwargs", "")).env_kwargs_dict()
+        if saved_kwargs != self.config.env_kwargs_dict():
+            raise ValueError(
+                f"--resume: the run in {self.out} has env_kwargs={saved.get('env_kwargs')!r}, "
+                f"not {self.config.env_kwargs!r}"
+            )
+        for key in ("algo", "env", "model", "group_size", "tasks_per_iteration", "seed"):
             if saved.get(key) != _jsonable(getattr(self.config, key)):
                 raise ValueError(
                     f"--resume: the run in {self.out} has {key}={saved.get(key)!r}, "

@@ -6,7 +6,7 @@ every option not given.
 
 from __future__ import annotations
 
-from turnwise.cli._common import CLIError, console, env_entry
+from turnwise.cli._common import CLIError, console, env_entry, make_env
 from turnwise.trainers.config import TrainConfig
 
 __all__ = ["TrainConfig", "train_command"]
@@ -25,6 +25,7 @@ def train_command(config: TrainConfig) -> int:
     env_entry(config.env, single_agent_for="train")
     out = console()
     try:
+        make_env(config.env, config.env_kwargs_dict()).close()  # bad env arguments: exit 2
         result = train(config)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
