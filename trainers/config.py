@@ -184,6 +184,8 @@ class TrainConfig:
     """Rollouts per task (K), sharing the task and env seed."""
     split: str = "train"
     """The split trained on."""
+    train_tasks: int = 0
+    """Train on only the first N tasks of the split (0: all of it)."""
     eval_split: str = "valid"
     """The held-out split evaluated on."""
     eval_tasks: int = 32
@@ -302,6 +304,8 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.group_size < 2:
             raise ValueError("--group-size must be at least 2 (baselines come from siblings)")
+        if self.train_tasks < 0:
+            raise ValueError("--train-tasks must be >= 0")
         if self.eval_every < 0 or self.checkpoint_every < 0 or self.eval_tasks < 0:
             raise ValueError("--eval-every, --checkpoint-every and --eval-tasks must be >= 0")
         if self.micro_batch_size < 1:

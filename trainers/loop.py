@@ -238,6 +238,8 @@ class Trainer:
                     )
         finally:
             env.close()
+        if self.config.train_tasks:
+            tasks = tasks[: self.config.train_tasks]
         if not tasks:
             raise ValueError(f"{self.config.env} has no tasks in split {self.config.split!r}")
         random.Random(self.config.seed).shuffle(tasks)
