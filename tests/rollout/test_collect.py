@@ -190,3 +190,13 @@ def test_model_policy_turns_go_through_the_env_parser(tmp_path: Path) -> None:
         turn.info["raw_action"] == "<action>look</action>" for t in trajs for turn in t.turns
     )
     assert max(policy.batches) == 2  # two workers: two episodes per batch
+
+
+def test_a_main_module_without_a_file_gets_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", "<stdin>", raising=False)
+    with pytest.raises(RuntimeError, match="run the script from a file"):
+        collect(config(tmp_path, policy="random", tasks=1))

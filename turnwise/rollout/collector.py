@@ -365,6 +365,21 @@ def _inspect_env(config: CollectConfig, env_kwargs: dict[str, Any]) -> tuple[lis
     return all_tasks[: config.tasks], _env_info(record, env_kwargs, len(all_tasks))
 
 
+def _check_main_importable() -> None:
+    """Worker processes (forkserver, spawn) re-import the main module from its file: a script
+    read from stdin has none, and every worker would die on start with no useful message."""
+    import os
+    import sys
+
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file is not None and not os.path.exists(main_file):
+        raise RuntimeError(
+            f"the collector's worker processes re-import the main module, and {main_file!r} is "
+            "not a file: run the script from a file (guard the collection with "
+            '`if __name__ == "__main__":`), or from `python -c`'
+        )
+
+
 def _env_info(record: Any, env_kwargs: dict[str, Any], split_size: int) -> dict[str, Any]:
     return {
         "entry_point": record.entry_point,
@@ -421,6 +436,7 @@ class _Loop:
 
         if not todo:
             return
+        _check_main_importable()
         ctx = multiprocessing.get_context(self.config.start_method)
         count = min(self.config.workers, len(todo))
         args = (self.config.env, self.env_kwargs, self.config.split, self.limits)
