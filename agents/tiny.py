@@ -35,12 +35,11 @@ import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from turnwise.files import build_folder_once
 from turnwise.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -398,17 +397,8 @@ def default_checkpoint(preset: str = "tiny", *, seed: int = 0, **overrides: Any)
     root = cache_dir("tiny")
     final = root / name
     _DEFAULTS[memo_key] = final
-    if (final / MANIFEST).is_file():
-        return final
-    scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    try:
-        build(scratch, preset=preset, seed=seed, texts=texts, **overrides)
-        try:
-            os.rename(scratch, final)
-        except OSError:
-            # Someone else finished first (the folder exists and is not empty): use theirs.
-            if not (final / MANIFEST).is_file():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return final
+    return build_folder_once(
+        final,
+        lambda tmp: build(tmp, preset=preset, seed=seed, texts=texts, **overrides),
+        done=MANIFEST,
+    )

@@ -348,7 +348,10 @@ class Trainer:
             return {"loss/skipped": 1.0}
         batch = Batch(trajs, rows)
         metrics: dict[str, Any] = {}
-        batch.old_logprobs = self._score(self.model, rows)
+        # SPA's progress head reads the policy's hidden states: kept from this same pass.
+        features: dict[tuple[int, int], Any] = {}
+        keep = self._turn_features(features) if self.progress_head is not None else None
+        batch.old_logprobs = self._score(self.model, rows, hidden=keep)
         if self.has_reference:
             from .models import reference_logprobs_context
 
@@ -357,7 +360,7 @@ class Trainer:
         if self.critic is not None:
             batch.turn_values = self._turn_values(batch)
         if self.progress_head is not None:
-            metrics.update(self._update_progress(batch))
+            metrics.update(self._update_progress(batch, features))
         if self.prm is not None:
             metrics.update(self._update_prm(batch))
         if cfg.advantage == "igpo":
@@ -440,10 +443,9 @@ class Trainer:
         self.model.eval()
         seconds = time.perf_counter() - started
         metrics = {k: float(np.mean(v)) for k, v in totals.items() if k != "loss/policy"}
-        # The minibatch losses are sums of micro-batch parts; report their per-minibatch total.
-        metrics["loss/policy"] = float(np.sum(totals.get("loss/policy", [0.0]))) / max(
-            1, cfg.epochs * max(1, min(cfg.minibatches, len(rows)))
-        )
+        # A minibatch's loss is the sum of its micro-batches' parts: report the mean per step.
+        steps = max(1, len(grad_norms))
+        metrics["loss/policy"] = float(np.sum(totals.get("loss/policy", [0.0]))) / steps
         metrics["loss/grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
         metrics["perf/train_tokens_per_second"] = tokens / max(seconds, 1e-9)
         return metrics
@@ -508,7 +510,19 @@ class Trainer:
         return {"loss/value": float(np.mean(losses)) if losses else 0.0}
 
     # ------------------------------------------------------------------ SPA progress head
-    def _update_progress(self, batch: Batch, steps: int = 20) -> dict[str, Any]:
+    def _turn_features(self, into: dict[tuple[int, int], Any]) -> Callable[[Any, Any, Row], None]:
+        """A `_score` hook keeping the last hidden state at each turn's last token, by
+        (trajectory, turn): the progress head's input."""
+
+        def keep(states: Any, logprobs: Any, row: Row) -> None:
+            for turn, pos in self._turn_positions(row, last=True).items():
+                into[(row.trajectory, turn)] = states[pos].detach().float()
+
+        return keep
+
+    def _update_progress(
+        self, batch: Batch, feats: dict[tuple[int, int], Any], steps: int = 20
+    ) -> dict[str, Any]:
         """Fit the progress head so each trajectory's turn contributions sum to its outcome,
         then store the contributions per turn (`batch.extra["progress"]`)."""
         from .losses import progress_estimator_loss
@@ -516,13 +530,6 @@ class Trainer:
         assert self.progress_head is not None and self.progress_optimizer is not None
         torch = self.torch
         trajs = batch.trajectories
-        feats: dict[tuple[int, int], Any] = {}
-
-        def keep(states: Any, logprobs: Any, row: Row) -> None:
-            for turn, pos in self._turn_positions(row, last=True).items():
-                feats[(row.trajectory, turn)] = states[pos].detach().float()
-
-        self._score(self.model, batch.rows, hidden=keep)
         width = max(len(t.turns) for t in trajs)
         size = next(iter(feats.values())).shape[-1]
         x = torch.zeros(len(trajs), width, size, device=self.device)
@@ -611,12 +618,15 @@ class Trainer:
         # The updated PRM's rewards on the same batch.
         prm_logprobs = self._score(self.prm, rows)
         if cfg.prm == "dpo":
+            from .credit import turn_sums
+
             per_turn = [np.zeros(len(t.turns)) for t in trajs]
             for r_i, row in enumerate(rows):
                 diff = cfg.prm_beta * (prm_logprobs[r_i] - base[r_i])
-                for pos, (turn, m) in enumerate(zip(row.turn_index, row.loss_mask, strict=True)):
-                    if m:
-                        per_turn[row.trajectory][turn] += diff[pos]
+                n = len(trajs[row.trajectory].turns)
+                per_turn[row.trajectory] += turn_sums(
+                    diff, row.turn_index, row.loss_mask, num_turns=n
+                )
             batch.extra["prm_rewards"] = per_turn
         else:
             per_traj: list[list[float]] = [[] for _ in trajs]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,30 +48,27 @@ def reply_for(action: str, reply_format: str = "react") -> str:
 
 
 class ScriptedReplies:
-    """A policy that answers with the reply it is given, as token ids ending the turn.
-
-    `next_reply` is set before each turn; `generate` encodes it and appends the tokenizer's
-    end-of-turn (eos) token, so the demonstration teaches the model to stop there.
+    """A policy whose reply is scripted: `reply()` gives the text of each turn, which comes back
+    as token ids ending with the tokenizer's end-of-turn (eos) token, so a demonstration teaches
+    the model to stop there.
     """
 
     name = "scripted"
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, reply: Callable[[], str]) -> None:
         from turnwise.agents.tokens import encode
 
         self.tokenizer = tokenizer
+        self.reply = reply
         self._encode = encode
         eos = tokenizer.eos_token_id
         self._end = [] if eos is None else [int(eos)]
-        self.next_reply: str | None = None
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        if self.next_reply is None:
-            raise RuntimeError("ScriptedReplies.next_reply is not set")
         if len(requests) != 1:
             raise ValueError("ScriptedReplies answers one request at a time")
-        ids = self._encode(self.tokenizer, self.next_reply) + self._end
-        return [Generation(self.next_reply, ids, None, "stop")]
+        text = self.reply()
+        return [Generation(text, self._encode(self.tokenizer, text) + self._end, None, "stop")]
 
 
 def demonstrations(
@@ -92,40 +89,27 @@ def demonstrations(
     import turnwise
     from turnwise.agents.agent import LLMAgent
     from turnwise.agents.prompting import template_for
-    from turnwise.episode import reset_agent
+    from turnwise.episode import run_episode
     from turnwise.rollout.collector import derive_seed
-    from turnwise.wrappers.parse_action import ParseAction
-    from turnwise.wrappers.record import RecordTrajectory
 
-    base = turnwise.make(env_id, **dict(env_kwargs or {}))
+    env = turnwise.make(env_id, **{**dict(env_kwargs or {}), "split": split})
     try:
-        task_ids = (
-            list(base.unwrapped.tasks(split))[:tasks] if isinstance(tasks, int) else list(tasks)
+        expert = env.unwrapped.expert_action
+        template = template_for(env_id)
+        agent = LLMAgent(
+            ScriptedReplies(tokenizer, lambda: reply_for(expert(), template.reply_format)),
+            template=template,
         )
-        policy = ScriptedReplies(tokenizer)
-        agent = LLMAgent(policy, template=template_for(env_id))
-        env = RecordTrajectory(ParseAction(base, agent.parser))
+        task_ids = list(env.unwrapped.tasks(split))[:tasks] if isinstance(tasks, int) else tasks
         out = []
         for task_id in task_ids:
-            env_seed = derive_seed("env", seed, task_id)
-            reset_agent(agent, env_seed)
-            obs, info = env.reset(seed=env_seed, options={"task_id": task_id, "split": split})
-            done = False
-            while not done:
-                policy.next_reply = reply_for(
-                    base.unwrapped.expert_action(), agent.template.reply_format
-                )
-                reply = agent.act(obs, info)
-                obs, _, terminated, truncated, info = env.step(reply)
-                env.annotate_last_turn(**agent.turn_record())
-                done = terminated or truncated
-            traj = env.trajectories[-1]
-            traj.policy = "expert"
+            seed_of_task = derive_seed("env", seed, task_id)
+            traj = run_episode(env, agent, seed=seed_of_task, task_id=task_id, policy="expert")
             if traj.success or not only_successes:
                 out.append(traj)
         return out
     finally:
-        base.close()
+        env.close()
 
 
 def train_sft(
@@ -210,12 +194,10 @@ def sft_checkpoint(
     """
     import hashlib
     import json
-    import os
-    import shutil
-    import tempfile
 
     from turnwise.agents.hf import HFPolicy
     from turnwise.agents.tiny import default_checkpoint
+    from turnwise.files import build_folder_once
     from turnwise.paths import cache_dir
 
     base = default_checkpoint(model, seed=seed)
@@ -223,26 +205,19 @@ def sft_checkpoint(
         [env_id, dict(env_kwargs or {}), str(base.name), tasks, epochs, lr, batch_size, seed],
         sort_keys=True,
     )
-    root = cache_dir("sft")
-    final = root / f"{model}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    if (final / "config.json").is_file():
-        return final
-    policy = HFPolicy(base, device="cpu")
-    demos = demonstrations(env_id, policy.tokenizer, tasks=tasks, env_kwargs=env_kwargs, seed=seed)
-    train_sft(
-        policy.model, policy.tokenizer, demos, epochs=epochs, batch_size=batch_size, lr=lr,
-        seed=seed,
-    )  # fmt: skip
-    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
-    try:
-        policy.model.save_pretrained(scratch)
-        policy.tokenizer.save_pretrained(scratch)
-        (scratch / "sft.json").write_text(key + "\n", encoding="utf-8")
-        try:
-            os.rename(scratch, final)
-        except OSError:
-            if not (final / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return final
+    final = cache_dir("sft") / f"{model}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+    def fine_tune(folder: Path) -> None:
+        policy = HFPolicy(base, device="cpu")
+        demos = demonstrations(
+            env_id, policy.tokenizer, tasks=tasks, env_kwargs=env_kwargs, seed=seed
+        )
+        train_sft(
+            policy.model, policy.tokenizer, demos, epochs=epochs, batch_size=batch_size, lr=lr,
+            seed=seed,
+        )  # fmt: skip
+        policy.model.save_pretrained(folder)
+        policy.tokenizer.save_pretrained(folder)
+        (folder / "sft.json").write_text(key + "\n", encoding="utf-8")
+
+    return build_folder_once(final, fine_tune, done="sft.json")

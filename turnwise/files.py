@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "build_folder_once"]
 
 
 def _umask() -> int:
@@ -54,3 +55,35 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             os.fsync(fh.fileno())
 
     return atomic_write(path, write)
+
+
+def build_folder_once(final: Path, build: Callable[[Path], object], *, done: str) -> Path:
+    """The folder `final`, built by `build(tmp)` in a temporary sibling renamed into place.
+
+    `final / done` marks a finished folder: when it exists nothing is built. Concurrent first
+    uses are safe: whoever renames first wins and the others keep that folder. A cache (the
+    tiny model, an SFT checkpoint) never exposes a half-built folder.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> def build(tmp):
+        ...     (tmp / "done").write_text("ok")
+        >>> build_folder_once(root / "cache", build, done="done") == root / "cache"
+        True
+    """
+    if (final / done).exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        build(scratch)
+        try:
+            os.rename(scratch, final)
+        except OSError:
+            # Someone else finished first (the folder exists and is not empty): use theirs.
+            if not (final / done).exists():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final
