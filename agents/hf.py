@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,6 +151,31 @@ class HFPolicy:
     def from_pretrained(cls, path: str | os.PathLike[str], **kwargs: Any) -> HFPolicy:
         """Load the checkpoint at `path`; `kwargs` as in `HFPolicy(...)`."""
         return cls(path, **kwargs)
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
+        """Copy new weights (the base model's parameter names) into this policy's model.
+
+        For a generation copy kept apart from the model being trained (another device, say),
+        as `VLLMPolicy.update_weights` is for vLLM; a policy that shares the trained model
+        needs no update. Unknown names or wrong shapes raise `ValueError`, before anything
+        is copied.
+        """
+        torch = self._torch
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        own = dict(model.named_parameters())
+        own.update(dict(model.named_buffers()))
+        pairs = [(name, tensor) for name, tensor in named_tensors]
+        for name, tensor in pairs:
+            if name not in own:
+                raise ValueError(f"update_weights: {name!r} is not a weight of this model")
+            if tuple(own[name].shape) != tuple(tensor.shape):
+                raise ValueError(
+                    f"update_weights: {name!r} has shape {tuple(tensor.shape)}, "
+                    f"the model's is {tuple(own[name].shape)}"
+                )
+        with torch.no_grad():
+            for name, tensor in pairs:
+                own[name].copy_(tensor)
 
     @property
     def device(self) -> torch.device:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,8 +93,19 @@ def group_members(group_ids: Sequence[str]) -> dict[str, list[int]]:
     return dict(groups)
 
 
-def assign_credit(batch: Batch, config: Any) -> list[np.ndarray]:
-    """Per-row per-token advantages for `config.advantage` (see the module docstring)."""
+def assign_credit(
+    batch: Batch, config: Any, all_sum: Callable[[Sequence[float]], list[float]] | None = None
+) -> list[np.ndarray]:
+    """Per-row per-token advantages for `config.advantage` (see the module docstring).
+
+    `all_sum` sums statistics over data-parallel ranks (`Distributed.all_sum`), for the
+    normalisations over the whole batch (PPO's and SPA's, PRIME's); groups never span ranks.
+    """
+    total = all_sum or (lambda values: [float(v) for v in values])
+    if not batch.rows:
+        if config.advantage in ("gae", "spa", "prime"):
+            _moments([], total)  # take part in the other ranks' batch statistics
+        return []
     kind = config.advantage
     gates = config.gates()
     trajs = batch.trajectories
@@ -112,8 +123,8 @@ def assign_credit(batch: Batch, config: Any) -> list[np.ndarray]:
             for row in batch.rows
         ]
     if kind == "prime":
-        return _prime(batch, returns, group_ids, config)
-    per_turn = _per_turn(kind, batch, rewards, returns, group_ids, config)
+        return _prime(batch, returns, group_ids, total)
+    per_turn = _per_turn(kind, batch, rewards, returns, group_ids, config, total)
     return [
         credit.token_advantages(per_turn[row.trajectory], row.turn_index, row.loss_mask)
         for row in batch.rows
@@ -127,6 +138,7 @@ def _per_turn(
     returns: np.ndarray,
     group_ids: list[str],
     config: Any,
+    total: Callable[..., list[float]],
 ) -> list[np.ndarray]:
     trajs = batch.trajectories
     out: list[np.ndarray] = [np.zeros(len(t.turns)) for t in trajs]
@@ -169,7 +181,7 @@ def _per_turn(
             )  # fmt: skip
             out[i] = turn_adv
             batch.turn_returns.append(ret)
-        return _whiten(out)
+        return _whiten(out, total)
     if kind == "oprl":
         prm = batch.extra["prm_rewards"]
         outcomes = returns
@@ -192,11 +204,15 @@ def _per_turn(
 
 
 def _prime(
-    batch: Batch, returns: np.ndarray, group_ids: list[str], config: Any
+    batch: Batch, returns: np.ndarray, group_ids: list[str], total: Callable[..., list[float]]
 ) -> list[np.ndarray]:
     """PRIME's per-token advantages, placed on each row's generated tokens."""
     token_rewards = batch.extra["prm_rewards"]  # per trajectory: one per generated token
-    per_traj = credit.prime_advantages(token_rewards, returns, group_ids)
+    per_traj = credit.prime_advantages(token_rewards, returns, group_ids, whiten=False)
+    # Whitened over the batch's tokens with the unbiased variance (verl's masked_whiten).
+    n, mean, var = _moments(per_traj, total, ddof=1)
+    if n > 1:
+        per_traj = [(a - mean) / np.sqrt(var + 1e-8) for a in per_traj]
     out = []
     offsets: dict[int, int] = defaultdict(int)
     for row in batch.rows:
@@ -210,12 +226,24 @@ def _prime(
     return out
 
 
-def _whiten(per_turn: list[np.ndarray]) -> list[np.ndarray]:
+def _moments(
+    arrays: Sequence[np.ndarray], total: Callable[..., list[float]], ddof: int = 0
+) -> tuple[float, float, float]:
+    """(count, mean, variance) of every value in `arrays`, over all ranks (`total`)."""
+    values = np.concatenate([np.ravel(a) for a in arrays]) if arrays else np.zeros(0)
+    n, first, _ = total([values.size, values.sum(), 0.0])
+    mean = first / n if n else 0.0
+    # Centred second moment in a second pass: exact where E[x²] − mean² would cancel.
+    [second] = total([float(((values - mean) ** 2).sum())])
+    return n, mean, second / (n - ddof) if n > ddof else 0.0
+
+
+def _whiten(per_turn: list[np.ndarray], total: Callable[..., list[float]]) -> list[np.ndarray]:
     """Zero mean, unit variance over every turn of the batch (PPO's advantage normalisation)."""
-    flat = np.concatenate([a for a in per_turn if a.size]) if per_turn else np.zeros(0)
-    if flat.size < 2 or flat.std() < 1e-8:
+    n, mean, var = _moments(per_turn, total)
+    std = float(np.sqrt(var))
+    if n < 2 or std < 1e-8:
         return per_turn
-    mean, std = flat.mean(), flat.std()
     return [(a - mean) / (std + 1e-8) for a in per_turn]
 
 

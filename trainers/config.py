@@ -40,6 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "kl_coef": 0.0,
         "min_abs_advantage": 0.01,
         "max_grad_norm": 1.0,
+        "stop_kl": 20.0,
     },
     "rloo": {
         "advantage": "leave_one_out",
@@ -104,6 +105,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gamma": 0.99,
         "lam": 0.95,
         "critic": True,
+        "kl_target": 6.0,
     },
     "oprl": {
         "advantage": "oprl",
@@ -140,7 +142,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # What a preset may leave unset, and the value then.
 _FALLBACK: dict[str, Any] = {
     "dual_clip": None, "min_abs_advantage": None, "gamma": 1.0, "lam": 0.95, "critic": False,
-    "replay": False, "prm": None, "minibatches": 4, "max_grad_norm": 1.0,
+    "replay": False, "prm": None, "minibatches": 4, "max_grad_norm": 1.0, "stop_kl": None,
+    "kl_target": None,
 }  # fmt: skip
 
 
@@ -194,10 +197,18 @@ class TrainConfig:
     """Evaluate every N iterations (and after the last); 0: never."""
     checkpoint_every: int = 5
     """Save a checkpoint every N iterations (and after the last)."""
+    keep_checkpoints: int = 0
+    """Keep only the newest N checkpoints (0: keep all)."""
     seed: int = 0
     """Seeds task order, sampling and initialisation of new heads."""
 
     # ---------------------------------------------------------------- generation
+    backend: Literal["hf", "vllm"] = "hf"
+    """Who generates the rollouts: `hf`, the very model being trained (no weight transfer),
+    or `vllm`, a vLLM engine on the same GPU that receives the new weights after every
+    update (GPU only)."""
+    vllm_gpu_memory: float = 0.4
+    """vLLM backend: the share of GPU memory the engine may take (the rest is training's)."""
     workers: int = 8
     """Env worker processes during collection (their turns are batched into one call)."""
     temperature: float = 1.0
@@ -257,6 +268,16 @@ class TrainConfig:
     """Gradient-norm clip of each optimizer step."""
     kl_coef: float | None = None
     """KL penalty to the reference (initial) policy (0: no reference model is kept)."""
+    kl_target: float | None = None
+    """Adaptive KL coefficient (SPA: 6): after each iteration, --kl-coef is scaled by
+    `1 + clip(KL/target − 1, ±0.2) · n/horizon`, KL being the mean summed log-ratio to the
+    reference of the n rollouts (the controller of Ziegler et al., as in TRL's PPO). No effect
+    with --kl-coef 0."""
+    kl_horizon: int = 10_000
+    """Horizon of the adaptive KL controller."""
+    stop_kl: float | None = None
+    """End an iteration's update early once a minibatch's `loss/approx_kl` exceeds this
+    (LOOP: 20)."""
     kl_estimator: Literal["k1", "k3"] = "k3"
     """KL estimator of the penalty: k1 (log-ratio) or k3 (low-variance, verl's `low_var_kl`)."""
     min_abs_advantage: float | None = None
@@ -279,6 +300,14 @@ class TrainConfig:
     """ARPO: inject a past success of the task into all-failed groups."""
     replay_size: int = 8
     """ARPO: successes kept per task."""
+    filter_tries: int = 0
+    """Task filtering (ARPO): before training, play each training task this many times with
+    the starting policy and keep the tasks whose successes lie within [--filter-min,
+    --filter-max] (0: no filtering)."""
+    filter_min: int = 1
+    """Fewest successes (out of --filter-tries) a kept task has."""
+    filter_max: int | None = None
+    """Most successes a kept task has (None: --filter-tries)."""
     prm: Literal["dpo", "ce"] | None = None
     """OPRL (dpo) / PRIME (ce): the implicit process reward model's loss."""
     prm_lr: float = 1e-5
@@ -308,6 +337,16 @@ class TrainConfig:
             raise ValueError("--train-tasks must be >= 0")
         if self.eval_every < 0 or self.checkpoint_every < 0 or self.eval_tasks < 0:
             raise ValueError("--eval-every, --checkpoint-every and --eval-tasks must be >= 0")
+        if self.keep_checkpoints < 0 or self.filter_tries < 0:
+            raise ValueError("--keep-checkpoints and --filter-tries must be >= 0")
+        if self.filter_tries and not 0 <= self.filter_min <= (
+            self.filter_tries if self.filter_max is None else self.filter_max
+        ):
+            raise ValueError("task filtering needs 0 <= --filter-min <= --filter-max")
+        if self.kl_target is not None and not self.kl_target > 0:
+            raise ValueError("--kl-target must be > 0")
+        if self.kl_horizon < 1:
+            raise ValueError("--kl-horizon must be at least 1")
         if self.micro_batch_size < 1:
             raise ValueError("--micro-batch-size must be at least 1")
         self.out = Path(self.out)

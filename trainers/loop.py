@@ -96,6 +96,9 @@ class Trainer:
     Args:
         config: the run (its unset options are filled from the algorithm's preset).
         model, tokenizer: an already loaded policy to train instead of `config.model`.
+        generation: a generation backend (a `Policy` with `update_weights`) to collect with
+            instead of the one `config.backend` names; it receives the trained weights after
+            every update.
         console: print a line of metrics per iteration.
     """
 
@@ -105,12 +108,14 @@ class Trainer:
         *,
         model: Any = None,
         tokenizer: Any = None,
+        generation: Any = None,
         console: bool = True,
     ) -> None:
         import torch
 
         from turnwise.agents.hf import HFPolicy
 
+        from .distributed import Distributed
         from .metrics import MetricsLogger
         from .models import (
             ScalarHead,
@@ -125,13 +130,24 @@ class Trainer:
         self.config: Any = cast(Any, config.resolved())
         cfg = self.config
         self.out = Path(cfg.out)
+        self.dist = Distributed.from_env()
+        if cfg.tasks_per_iteration < self.dist.world:
+            raise ValueError(
+                f"--tasks-per-iteration {cfg.tasks_per_iteration} is less than the "
+                f"{self.dist.world} data-parallel ranks: each rank needs a group"
+            )
         self._check_out_dir()
+        self.dist.barrier()  # every rank has checked before rank 0 writes anything
         self.torch = torch
         torch.manual_seed(cfg.seed)
+        model_path = None
         if model is None:
             model_path = resolve_model_path(cfg.model)
+            device = cfg.device
+            if self.dist.enabled and device in ("auto", "cuda") and torch.cuda.is_available():
+                device = f"cuda:{self.dist.local_rank}"
             model, tokenizer = load_policy_model(
-                model_path, device=cfg.device, dtype=cfg.dtype, lora_rank=cfg.lora_rank,
+                model_path, device=device, dtype=cfg.dtype, lora_rank=cfg.lora_rank,
                 gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed,
             )  # fmt: skip
             self.model_spec = f"hf:{model_path}"
@@ -141,7 +157,14 @@ class Trainer:
             self.model_spec = f"hf:{getattr(model.config, 'name_or_path', '') or 'in-memory'}"
         self.model = model
         self.tokenizer = tokenizer
-        self.policy = HFPolicy(model, tokenizer=tokenizer, max_batch_size=max(cfg.workers, 1))
+        self.generation = generation
+        if generation is None and cfg.backend == "vllm":
+            self.generation = self._vllm_engine(model_path)
+        if self.generation is not None:
+            self.policy = self.generation
+            self.model_spec = getattr(self.generation, "name", self.model_spec)
+        else:  # hf: generate with the model being trained
+            self.policy = HFPolicy(model, tokenizer=tokenizer, max_batch_size=max(cfg.workers, 1))
         self.device = next(model.parameters()).device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         needs_reference = cfg.kl_coef > 0 or cfg.advantage == "prime"
@@ -167,15 +190,23 @@ class Trainer:
                 p.requires_grad_(True)
             self.prm_optimizer = torch.optim.AdamW(self.prm.parameters(), lr=cfg.prm_lr)
         self.replay = ReplayBuffer(cfg.replay_size, seed=cfg.seed) if cfg.replay else None
+        self.kl_coef = float(cfg.kl_coef)
+        """The KL penalty's weight now (it moves with --kl-target)."""
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
         self.task_order = self._task_order()
         if cfg.resume:
             self._load_latest()
-        self.logger = MetricsLogger(
-            self.out, console=console, run_name=self.out.name, config=_jsonable(asdict(cfg)),
-            resume_from_step=self.iteration + 1 if cfg.resume else None,
-        )  # fmt: skip
+        if cfg.resume:
+            self.push_weights()  # the engine still holds the starting weights
+        if cfg.filter_tries:
+            self.task_order = self._filter_tasks(self.task_order)
+        self.logger: Any = _Silent()
+        if self.dist.main:
+            self.logger = MetricsLogger(
+                self.out, console=console, run_name=self.out.name, config=_jsonable(asdict(cfg)),
+                resume_from_step=self.iteration + 1 if cfg.resume else None,
+            )  # fmt: skip
 
     # ------------------------------------------------------------------ the run
     def run(self) -> TrainResult:
@@ -184,6 +215,7 @@ class Trainer:
         try:
             if self.iteration == 0 and cfg.eval_every and cfg.eval_tasks:
                 start = self.evaluate(0)  # the initial policy: where the curve starts
+                self.dist.barrier()
                 self.logger.log(0, start)
                 self.history.append({"step": 0, **start})
             while self.iteration < cfg.iterations:
@@ -193,13 +225,15 @@ class Trainer:
                 last = self.iteration == cfg.iterations
                 if cfg.eval_every and (self.iteration % cfg.eval_every == 0 or last):
                     metrics.update(self.evaluate(self.iteration))
+                    self.dist.barrier()
                 self.logger.log(self.iteration, metrics)
                 self.history.append({"step": self.iteration, **metrics})
                 if cfg.checkpoint_every and (self.iteration % cfg.checkpoint_every == 0 or last):
-                    checkpoint = self.save()
+                    checkpoint = self.save() if self.dist.main else None
+                    self.dist.barrier()
         finally:
             self.logger.close()
-        curve = self._curve()
+        curve = self._curve() if self.dist.main else None
         return TrainResult(self.out, self.iteration, self.history, checkpoint, curve)
 
     def step(self, it: int) -> dict[str, Any]:
@@ -207,6 +241,8 @@ class Trainer:
         started = time.perf_counter()
         trajs = self.collect(it)
         collected = time.perf_counter()
+        if self.dist.enabled:  # every rank sees every group (metrics, replay buffer)
+            trajs = [t for part in self.dist.gather(trajs) for t in part]
         metrics = rollout_metrics(trajs, self.config.gates())
         metrics["perf/collect_seconds"] = collected - started
         metrics["perf/turns_per_second"] = sum(t.num_turns for t in trajs) / max(
@@ -216,11 +252,42 @@ class Trainer:
             trajs, injected = self.replay.inject(trajs)
             self.replay.add(trajs)
             metrics["rollout/replayed"] = injected
-        metrics.update(self.update(trajs))
+        if self.dist.enabled:  # back to this rank's own groups
+            mine = set(self.dist.share(self.tasks_for(it)))
+            trajs = [t for t in trajs if t.task_id in mine]
+        metrics.update(self._mean_over_ranks(self.update(trajs)))
+        pushed = time.perf_counter()
+        self.push_weights()
+        metrics["perf/weight_sync_seconds"] = time.perf_counter() - pushed
         metrics["perf/train_seconds"] = time.perf_counter() - collected
         metrics["perf/iteration_seconds"] = time.perf_counter() - started
         metrics.update(self._memory())
         return metrics
+
+    # ------------------------------------------------------------------ generation backend
+    def _vllm_engine(self, model_path: Path | None) -> Any:
+        from turnwise.agents.vllm_policy import VLLMPolicy
+
+        cfg = self.config
+        if model_path is None or (model_path / "adapter_config.json").is_file():
+            raise ValueError(
+                "--backend vllm starts its engine from a full checkpoint folder (--model PATH); "
+                "merge a LoRA adapter into its base first, or pass generation=..."
+            )
+        dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        return VLLMPolicy(
+            model_path, gpu_memory_utilization=cfg.vllm_gpu_memory, dtype=dtype, seed=cfg.seed
+        )
+
+    def push_weights(self) -> None:
+        """Send the trained weights to a separate generation backend (vLLM): after each
+        update, so the next rollouts are sampled by the policy just trained. A no-op with the
+        `hf` backend, which generates with the trained model itself."""
+        if self.generation is None:
+            return
+        from .models import merged_weights
+
+        self.generation.update_weights(merged_weights(self.model))
 
     # ------------------------------------------------------------------ collection
     def _task_order(self) -> list[str]:
@@ -245,6 +312,53 @@ class Trainer:
         random.Random(self.config.seed).shuffle(tasks)
         return tasks
 
+    def _filter_tasks(self, tasks: list[str]) -> list[str]:
+        """ARPO's task filtering: play every training task `filter_tries` times with the
+        starting policy (into `OUT/filter/`, resumable) and keep those whose success count
+        lies in [filter_min, filter_max], in their shuffled order."""
+        if self.dist.enabled:  # rank 0 plays and decides; every rank trains on its choice
+            decided: Any = None
+            if self.dist.main:
+                try:
+                    decided = self._filter_tasks_here(tasks)
+                except ValueError as exc:
+                    decided = exc
+            decided = self.dist.broadcast(decided)
+            if isinstance(decided, ValueError):
+                raise decided
+            return list(decided)
+        return self._filter_tasks_here(tasks)
+
+    def _filter_tasks_here(self, tasks: list[str]) -> list[str]:
+        from turnwise.rollout import CollectConfig, collect, iter_trajectories
+
+        cfg = self.config
+        folder = self.out / "filter"
+        kept_file = folder / "kept.json"
+        if kept_file.is_file():  # decided before (a resumed run): the same tasks
+            return list(json.loads(kept_file.read_text(encoding="utf-8")))
+        config = CollectConfig(
+            env=cfg.env, env_kwargs=cfg.env_kwargs, policy=self.model_spec, out=folder,
+            split=cfg.split, task_ids=tuple(tasks), group_size=cfg.filter_tries,
+            workers=cfg.workers, seed=cfg.seed, temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens, max_turns=cfg.max_turns, progress=False,
+            resume=(folder / "manifest.json").is_file(),
+        )  # fmt: skip
+        self.model.eval()
+        collect(config, policy=self.policy)
+        wins = dict.fromkeys(tasks, 0)
+        for traj in iter_trajectories(folder):
+            wins[traj.task_id] += int(traj.success)
+        high = cfg.filter_tries if cfg.filter_max is None else cfg.filter_max
+        kept = [t for t in tasks if cfg.filter_min <= wins[t] <= high]
+        if not kept:
+            raise ValueError(
+                f"task filtering kept no task: none of the {len(tasks)} training tasks had "
+                f"{cfg.filter_min}..{high} successes in {cfg.filter_tries} tries"
+            )
+        kept_file.write_text(json.dumps(kept) + "\n", encoding="utf-8")
+        return kept
+
     def tasks_for(self, it: int) -> tuple[str, ...]:
         """The tasks of iteration `it`: the next slice of the shuffled split (wrapping)."""
         n, order = self.config.tasks_per_iteration, self.task_order
@@ -258,9 +372,12 @@ class Trainer:
 
         cfg = self.config
         folder = self.out / ROLLOUTS / f"iter-{it:05d}"
+        if self.dist.enabled:  # each rank plays its share of the groups
+            folder = folder / f"rank-{self.dist.rank}"
         config = CollectConfig(
             env=cfg.env, env_kwargs=cfg.env_kwargs, policy=self.model_spec, out=folder,
-            split=cfg.split, task_ids=self.tasks_for(it), group_size=cfg.group_size,
+            split=cfg.split, task_ids=tuple(self.dist.share(self.tasks_for(it))),
+            group_size=cfg.group_size,
             workers=cfg.workers, seed=cfg.seed * 100_003 + it, temperature=cfg.temperature,
             max_tokens=cfg.max_tokens, max_turns=cfg.max_turns, progress=False,
             resume=(folder / "manifest.json").is_file(),
@@ -276,7 +393,7 @@ class Trainer:
         from turnwise.rollout import CollectConfig, collect, iter_trajectories
 
         cfg = self.config
-        if not cfg.eval_tasks:
+        if not cfg.eval_tasks or not self.dist.main:  # rank 0 evaluates; the others wait
             return {}
         folder = self.out / "eval" / f"step-{step:05d}"
         if folder.exists():
@@ -344,7 +461,8 @@ class Trainer:
         cfg = self.config
         trajs = [t for t in trajs if t.error is None]
         rows = self._rows(trajs)
-        if not rows:
+        # Another rank may have rows when this one has none: it then takes part with nothing.
+        if not self.dist.all_sum([len(rows)])[0]:
             return {"loss/skipped": 1.0}
         batch = Batch(trajs, rows)
         metrics: dict[str, Any] = {}
@@ -352,6 +470,9 @@ class Trainer:
         features: dict[tuple[int, int], Any] = {}
         keep = self._turn_features(features) if self.progress_head is not None else None
         batch.old_logprobs = self._score(self.model, rows, hidden=keep)
+        gap = logprob_gap(rows, batch.old_logprobs)
+        if gap is not None:
+            metrics["perf/logprob_gap"] = gap
         if self.has_reference:
             from .models import reference_logprobs_context
 
@@ -365,17 +486,20 @@ class Trainer:
             metrics.update(self._update_prm(batch))
         if cfg.advantage == "igpo":
             batch.extra["beliefs"] = self._beliefs(batch)
-        advantages = assign_credit(batch, cfg)
+        advantages = assign_credit(batch, cfg, self.dist.all_sum)
         for row, adv in zip(rows, advantages, strict=True):
             row.advantages = [float(a) for a in adv]
         token_adv = np.concatenate(
             [a[np.asarray(r.loss_mask, bool)] for r, a in zip(rows, advantages, strict=True)]
+            or [np.zeros(0)]
         )
         metrics["reward/advantage_mean"] = float(token_adv.mean()) if token_adv.size else 0.0
         metrics["reward/advantage_abs_mean"] = (
             float(np.abs(token_adv).mean()) if token_adv.size else 0.0
         )
         metrics.update(self._policy_epochs(batch))
+        if self.config.kl_target is not None and self.config.kl_coef > 0:
+            metrics.update(self._adapt_kl(batch))
         if self.critic is not None:
             metrics.update(self._critic_epochs(batch))
         return metrics
@@ -384,7 +508,7 @@ class Trainer:
     def _policy_epochs(self, batch: Batch) -> dict[str, Any]:
         from .losses import ClipRange, policy_loss
 
-        torch, cfg = self.torch, self.config
+        torch, cfg, dist = self.torch, self.config, self.dist
         rows = batch.rows
         index = {id(r): i for i, r in enumerate(rows)}
         clip = (
@@ -398,20 +522,26 @@ class Trainer:
         grad_norms = []
         started = time.perf_counter()
         order = random.Random(cfg.seed * 7919 + self.iteration)
+        stopped = False
         self.model.train()
         for _ in range(cfg.epochs):
-            shuffled = list(rows)
-            order.shuffle(shuffled)
-            n = max(1, min(cfg.minibatches, len(shuffled)))
-            for k in range(n):
-                mini = shuffled[k * len(shuffled) // n : (k + 1) * len(shuffled) // n]
-                if not mini:
+            if stopped:
+                break
+            for mini in self._minibatches(batch, order):
+                if stopped:
+                    break
+                # The loss's denominator is the whole minibatch's, over every rank.
+                [denominator] = dist.all_sum(
+                    [
+                        sum(r.generated for r in mini)
+                        if cfg.aggregation == "token-mean"
+                        else len(mini)
+                    ]
+                )
+                if not denominator:
                     continue
-                if cfg.aggregation == "token-mean":
-                    denominator = float(sum(r.generated for r in mini))
-                else:
-                    denominator = float(len(mini))
                 self.optimizer.zero_grad(set_to_none=True)
+                kl_sum = kl_tokens = 0.0
                 for micro in self._micro_batches(mini):
                     data = collate(micro, self.pad_id, self.device)
                     old = self._stack([batch.old_logprobs[index[id(r)]] for r in micro], data)
@@ -426,7 +556,7 @@ class Trainer:
                         turn_index=data["turn_index"], ratio_level=cfg.ratio_level, clip=clip,
                         dual_clip=cfg.dual_clip, aggregation=cfg.aggregation,
                         denominator=denominator, ref_logprobs=ref,
-                        kl_coef=cfg.kl_coef if ref is not None else 0.0,
+                        kl_coef=self.kl_coef if ref is not None else 0.0,
                         kl_estimator=cfg.kl_estimator,
                     )  # fmt: skip
                     if not torch.isfinite(loss):
@@ -434,12 +564,20 @@ class Trainer:
                     loss.backward()
                     weight = float(data["loss_mask"].sum())
                     tokens += int(weight)
+                    kl_sum += parts["loss/approx_kl"] * weight
+                    kl_tokens += weight
                     for key, value in parts.items():
                         totals.setdefault(key, []).append(value)
+                dist.sync_grads(trainable)
                 grad_norms.append(
                     float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm))
                 )
                 self.optimizer.step()
+                # LOOP's guard: a minibatch that already moved this far off the sampling
+                # policy ends the iteration's update (its own step is kept).
+                if cfg.stop_kl is not None:
+                    kl_sum, kl_tokens = dist.all_sum([kl_sum, kl_tokens])
+                    stopped = kl_sum / max(kl_tokens, 1.0) > cfg.stop_kl
         self.model.eval()
         seconds = time.perf_counter() - started
         metrics = {k: float(np.mean(v)) for k, v in totals.items() if k != "loss/policy"}
@@ -448,7 +586,58 @@ class Trainer:
         metrics["loss/policy"] = float(np.sum(totals.get("loss/policy", [0.0]))) / steps
         metrics["loss/grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
         metrics["perf/train_tokens_per_second"] = tokens / max(seconds, 1e-9)
+        metrics["loss/optimizer_steps"] = float(len(grad_norms))
+        if cfg.stop_kl is not None:
+            metrics["loss/stopped_early"] = float(stopped)
         return metrics
+
+    def _minibatches(self, batch: Batch, order: random.Random) -> list[list[Row]]:
+        """This epoch's `minibatches` splits of the rows, as one shuffled order of every
+        rank's rows cut into equal parts, each rank keeping its own rows of each part: so the
+        parts are the ones a single process would make of the whole batch."""
+        rows = batch.rows
+        position = {task: i for i, task in enumerate(self.tasks_for(self.iteration))}
+        in_group: dict[str, int] = {}
+        traj_rank: dict[int, int] = {}
+        for i, traj in enumerate(batch.trajectories):
+            traj_rank[i] = in_group.get(traj.task_id, 0)
+            in_group[traj.task_id] = traj_rank[i] + 1
+        segment: dict[int, int] = {}
+        keys = []
+        for row in rows:
+            task = batch.trajectories[row.trajectory].task_id
+            keys.append(
+                (position.get(task, -1), traj_rank[row.trajectory], segment.get(row.trajectory, 0))
+            )
+            segment[row.trajectory] = segment.get(row.trajectory, 0) + 1
+        everyone = sorted(k for part in self.dist.gather(keys) for k in part)
+        order.shuffle(everyone)
+        n = max(1, min(self.config.minibatches, len(everyone)))
+        # Part k is everyone[k·N//n : (k+1)·N//n], as a slice of the whole list would be.
+        part_of = {
+            key: k
+            for k in range(n)
+            for key in everyone[k * len(everyone) // n : (k + 1) * len(everyone) // n]
+        }
+        slot = {key: k for k, key in enumerate(everyone)}
+        parts: list[list[Row]] = [[] for _ in range(n)]
+        for i in sorted(range(len(rows)), key=lambda i: slot[keys[i]]):
+            parts[part_of[keys[i]]].append(rows[i])
+        return parts
+
+    def _adapt_kl(self, batch: Batch) -> dict[str, Any]:
+        """The adaptive KL controller: move the coefficient towards the KL target, in
+        proportion to the error (clipped to ±20%) and to the rollouts seen over the horizon."""
+        cfg = self.config
+        per_traj = np.zeros(len(batch.trajectories))
+        for row, old, ref in zip(batch.rows, batch.old_logprobs, batch.ref_logprobs, strict=True):
+            mask = np.asarray(row.loss_mask, dtype=bool)
+            per_traj[row.trajectory] += float((old[mask] - ref[mask]).sum())
+        total, count = self.dist.all_sum([per_traj.sum(), len(per_traj)])
+        kl = total / max(count, 1.0)
+        error = float(np.clip(kl / cfg.kl_target - 1.0, -0.2, 0.2))
+        self.kl_coef *= 1.0 + error * count / cfg.kl_horizon
+        return {"loss/kl_sequence": kl, "loss/kl_coef": self.kl_coef}
 
     def _stack(self, arrays: list[np.ndarray], data: dict[str, Any]) -> Any:
         torch = self.torch
@@ -481,31 +670,42 @@ class Trainer:
         return values
 
     def _critic_epochs(self, batch: Batch) -> dict[str, Any]:
+        """The critic's value loss at each turn's state, in the policy's minibatch schedule
+        (`epochs` × `minibatches` optimizer steps), normalised over the whole minibatch."""
         from .losses import value_loss
 
         assert self.critic is not None and self.critic_optimizer is not None
-        torch, cfg = self.torch, self.config
+        torch, cfg, dist = self.torch, self.config, self.dist
+        params = self.critic.parameters()
+        order = random.Random(cfg.seed * 7919 + self.iteration + 1)
         losses = []
         self.critic.train()
         for _ in range(cfg.epochs):
-            for micro in self._micro_batches(batch.rows):
-                data = collate(micro, self.pad_id, self.device)
-                shape = data["input_ids"].shape
-                target = torch.zeros(shape, device=self.device)
-                old = torch.zeros(shape, device=self.device)
-                mask = torch.zeros(shape, dtype=torch.bool, device=self.device)
-                for b, row in enumerate(micro):
-                    for turn, pos in self._turn_positions(row, last=False).items():
-                        target[b, pos] = float(batch.turn_returns[row.trajectory][turn])
-                        old[b, pos] = float(batch.turn_values[row.trajectory][turn])
-                        mask[b, pos] = True
-                v = self.critic.values(data["input_ids"], data["attention_mask"])
-                loss, _ = value_loss(v, old, target, mask, clip_eps=cfg.value_clip)
+            for mini in self._minibatches(batch, order):
+                [states] = dist.all_sum(
+                    [sum(len(self._turn_positions(r, last=False)) for r in mini)]
+                )
+                if not states:
+                    continue
                 self.critic_optimizer.zero_grad(set_to_none=True)
-                (cfg.vf_coef * loss).backward()
-                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                for micro in self._micro_batches(mini):
+                    data = collate(micro, self.pad_id, self.device)
+                    shape = data["input_ids"].shape
+                    target = torch.zeros(shape, device=self.device)
+                    old = torch.zeros(shape, device=self.device)
+                    mask = torch.zeros(shape, dtype=torch.bool, device=self.device)
+                    for b, row in enumerate(micro):
+                        for turn, pos in self._turn_positions(row, last=False).items():
+                            target[b, pos] = float(batch.turn_returns[row.trajectory][turn])
+                            old[b, pos] = float(batch.turn_values[row.trajectory][turn])
+                            mask[b, pos] = True
+                    v = self.critic.values(data["input_ids"], data["attention_mask"])
+                    loss, _ = value_loss(v, old, target, mask, clip_eps=cfg.value_clip)
+                    (cfg.vf_coef * loss * float(mask.sum()) / states).backward()
+                    losses.append(float(loss.detach()))
+                dist.sync_grads(params)
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.critic_optimizer.step()
-                losses.append(float(loss.detach()))
         self.critic.train(False)
         return {"loss/value": float(np.mean(losses)) if losses else 0.0}
 
@@ -530,24 +730,37 @@ class Trainer:
         assert self.progress_head is not None and self.progress_optimizer is not None
         torch = self.torch
         trajs = batch.trajectories
-        width = max(len(t.turns) for t in trajs)
-        size = next(iter(feats.values())).shape[-1]
-        x = torch.zeros(len(trajs), width, size, device=self.device)
-        mask = torch.zeros(len(trajs), width, device=self.device)
-        for (i, turn), f in feats.items():
-            x[i, turn] = f
-            mask[i, turn] = 1.0
-        outcomes = torch.tensor([float(t.success) for t in trajs], device=self.device)
         head = self.progress_head
+        # The loss is a mean over trajectories: this rank's share of the one over every rank.
+        [everyone] = self.dist.all_sum([len(trajs)])
+        share = len(trajs) / max(everyone, 1.0)
         losses = []
+        x: Any = None
+        mask: Any = None
+        outcomes: Any = None
+        if feats:
+            width = max(len(t.turns) for t in trajs)
+            size = next(iter(feats.values())).shape[-1]
+            x = torch.zeros(len(trajs), width, size, device=self.device)
+            mask = torch.zeros(len(trajs), width, device=self.device)
+            for (i, turn), f in feats.items():
+                x[i, turn] = f
+                mask[i, turn] = 1.0
+            x = x.to(head.linear.weight.dtype)
+            outcomes = torch.tensor([float(t.success) for t in trajs], device=self.device)
         for _ in range(steps):
-            loss = progress_estimator_loss(head(x.to(head.linear.weight.dtype)), mask, outcomes)
             self.progress_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if x is not None:
+                loss = progress_estimator_loss(head(x), mask, outcomes)
+                (loss * share).backward()
+                losses.append(float(loss.detach()))
+            self.dist.sync_grads(head.parameters())
             self.progress_optimizer.step()
-            losses.append(float(loss.detach()))
+        if x is None:
+            batch.extra["progress"] = []
+            return {}
         with torch.no_grad():
-            contrib = (head(x.to(head.linear.weight.dtype)) * mask).cpu().numpy()
+            contrib = (head(x) * mask).cpu().numpy()
         batch.extra["progress"] = [contrib[i, : len(t.turns)] for i, t in enumerate(trajs)]
         return {"loss/progress": losses[-1]}
 
@@ -571,6 +784,7 @@ class Trainer:
         losses = []
         if cfg.prm == "ce":
             outcome_of = [float(t.success) for t in trajs]
+            [all_rows] = self.dist.all_sum([len(rows)])
             for micro in self._micro_batches(rows):
                 logprobs, data = self._prm_token_logprobs(micro)
                 ratio = logprobs - self._stack([base[index[id(r)]] for r in micro], data)
@@ -578,7 +792,7 @@ class Trainer:
                     [outcome_of[r.trajectory] for r in micro], device=self.device
                 )
                 loss = prm_ce_loss(ratio, data["loss_mask"], outcomes, beta=cfg.prm_beta)
-                (loss * len(micro) / len(rows)).backward()
+                (loss * len(micro) / all_rows).backward()
                 losses.append(float(loss.detach()))
         else:
             groups = group_members(batch.group_ids())
@@ -586,7 +800,7 @@ class Trainer:
                 g: sum(trajs[i].success for i in m) * sum(not trajs[i].success for i in m)
                 for g, m in groups.items()
             }
-            total = sum(pairs.values())
+            [total] = self.dist.all_sum([sum(pairs.values())])
             for g, members in groups.items():
                 if not pairs[g]:
                     continue
@@ -611,7 +825,8 @@ class Trainer:
                 )
                 (loss * pairs[g] / total).backward()
                 losses.append(float(loss.detach()))
-        if losses:
+        if self.dist.all_sum([len(losses)])[0]:  # a step when any rank had a loss
+            self.dist.sync_grads(self.prm.parameters())
             torch.nn.utils.clip_grad_norm_(self.prm.parameters(), 10.0)
             self.prm_optimizer.step()
         self.prm.eval()
@@ -717,6 +932,7 @@ class Trainer:
             "config": _jsonable(asdict(self.config)),
             "model_spec": self.model_spec,
             "replay": self.replay.state() if self.replay is not None else None,
+            "kl_coef": self.kl_coef,
             "torch_rng": torch.get_rng_state().tolist(),
         }
         (tmp / STATE).write_text(json.dumps(state) + "\n", encoding="utf-8")
@@ -727,6 +943,10 @@ class Trainer:
         link_tmp.unlink(missing_ok=True)
         link_tmp.symlink_to(folder.name)
         link_tmp.replace(latest)
+        if self.config.keep_checkpoints:
+            saved = sorted((self.out / CHECKPOINTS).glob("iter-*"))
+            for old in saved[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old)
         return folder
 
     def _load_latest(self) -> None:
@@ -775,10 +995,13 @@ class Trainer:
             self.replay.load(state["replay"])
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         self.iteration = int(state["iteration"])
+        self.kl_coef = float(state.get("kl_coef", self.kl_coef))
         # Rollouts sampled after the checkpoint by weights that were lost: collect them again.
-        for folder_ in sorted((self.out / ROLLOUTS).glob("iter-*")):
-            if int(folder_.name.split("-")[1]) > self.iteration:
-                shutil.rmtree(folder_)
+        if self.dist.main:
+            for folder_ in sorted((self.out / ROLLOUTS).glob("iter-*")):
+                if int(folder_.name.split("-")[1]) > self.iteration:
+                    shutil.rmtree(folder_)
+        self.dist.barrier()
         from .metrics import read_metrics
 
         path = self.out / "metrics.jsonl"
@@ -786,6 +1009,16 @@ class Trainer:
             self.history = [m for m in read_metrics(path) if m.get("step", 0) <= self.iteration]
 
     # ------------------------------------------------------------------ reporting
+    def _mean_over_ranks(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Each metric averaged over the ranks that report it (one process: as it is)."""
+        if not self.dist.enabled:
+            return metrics
+        merged: dict[str, list[float]] = {}
+        for part in self.dist.gather(metrics):
+            for key, value in part.items():
+                merged.setdefault(key, []).append(float(value))
+        return {key: float(np.mean(values)) for key, values in merged.items()}
+
     def _memory(self) -> dict[str, Any]:
         torch = self.torch
         if self.device.type == "cuda":
@@ -828,6 +1061,30 @@ def rollout_metrics(
     for key, total in sorted(terms.items()):
         metrics[f"reward/{key}"] = total / n
     return metrics
+
+
+class _Silent:
+    """The metrics logger of ranks other than 0: they log nothing."""
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def logprob_gap(rows: Sequence[Row], logprobs: Sequence[np.ndarray]) -> float | None:
+    """The largest |sampler's − trainer's| log-prob over generated tokens (None when the
+    sampler reported none): ~1e-6 when generation and training run the same weights in the
+    same precision; more means a different engine or precision, or weights not yet synced."""
+    gaps = [
+        float(np.max(np.abs(np.asarray(row.sampler_logprobs)[mask] - lp[mask])))
+        for row, lp in zip(rows, logprobs, strict=True)
+        if row.sampler_logprobs is not None
+        for mask in [np.asarray(row.loss_mask, dtype=bool)]
+        if mask.any()
+    ]
+    return max(gaps) if gaps else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -25,6 +25,7 @@ __all__ = [
     "ScalarHead",
     "ValueModel",
     "load_policy_model",
+    "merged_weights",
     "reference_logprobs_context",
     "resolve_model_path",
 ]
@@ -95,6 +96,42 @@ def load_policy_model(
 
 def is_peft(model: Any) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+def merged_weights(model: Any) -> Iterator[tuple[str, Any]]:
+    """The policy's weights as a generation engine loads them: `(name, tensor)` under the base
+    model's parameter names, with a LoRA adapter's update `W + ΔW` folded in.
+
+    The model is left untouched (peft's merge-then-unmerge would drift the base weights a
+    little at every sync, in bf16 visibly); each merged tensor is made as it is yielded.
+
+    Example:
+        generation.update_weights(merged_weights(model))
+    """
+    import torch
+
+    if not is_peft(model):
+        for name, p in model.named_parameters():
+            yield name, p.detach()
+        return
+    base = model.get_base_model()
+    adapter = model.active_adapter
+    lora_layers = {
+        name: module
+        for name, module in base.named_modules()
+        if hasattr(module, "get_delta_weight") and adapter in getattr(module, "lora_A", {})
+    }
+    with torch.no_grad():
+        for name, p in base.named_parameters():
+            if "lora_" in name:
+                continue
+            clean = name.replace(".base_layer.", ".")
+            owner, _, leaf = clean.rpartition(".")
+            layer = lora_layers.get(owner)
+            if layer is not None and leaf == "weight":
+                yield clean, p + layer.get_delta_weight(adapter).to(p.dtype)
+            else:
+                yield clean, p.detach()
 
 
 def frozen_copy(model: Any) -> Any:

@@ -459,7 +459,10 @@ def test_config_rejects_an_unknown_advantage() -> None:
 
 
 # Options that stay None after resolution only where None means "off".
-MAY_STAY_NONE = {"dual_clip", "min_abs_advantage", "prm", "max_turns", "value_clip"}
+MAY_STAY_NONE = {
+    "dual_clip", "min_abs_advantage", "prm", "max_turns", "value_clip", "kl_target", "stop_kl",
+    "filter_max",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("algo", ALGORITHMS)

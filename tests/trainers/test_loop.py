@@ -380,3 +380,142 @@ def test_rollout_metrics_with_gates_and_without_trajectories() -> None:
     empty = rollout_metrics([])
     assert empty["rollout/success_rate"] == 0.0 and empty["rollout/failed"] == 0
     assert empty["rollout/valid_rate"] == 0.0 and empty["rollout/reward_mean"] == 0.0
+
+
+# ---------------------------------------------------------------------- weight sync
+def test_a_separate_generation_copy_receives_the_weights_after_every_update(
+    warm_model: Path, tmp_path: Path
+) -> None:
+    """What the vLLM backend does, on a backend that runs here: rollouts come from a copy of
+    the model that the trainer must update. Unsynced, the second iteration's rollouts would be
+    sampled by the starting weights and their log-probs would differ from the trainer's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from turnwise.agents.hf import HFPolicy
+
+    tokenizer = AutoTokenizer.from_pretrained(warm_model)
+    copy = HFPolicy(AutoModelForCausalLM.from_pretrained(warm_model), tokenizer=tokenizer)
+    config = tiny(tmp_path / "run", warm_model, algo="loop", lr=1e-2, eval_every=0)
+    trainer = Trainer(config, generation=copy, console=False)
+    assert trainer.policy is copy and trainer.model is not copy.model
+    result = trainer.run()
+    assert max_difference(weights_of(trainer.model), weights_of(copy.model)) == 0.0
+    assert max_difference(saved_weights(warm_model), weights_of(copy.model)) > 1e-3
+    for record in result.history:
+        assert record["perf/logprob_gap"] < 1e-4, record
+
+
+def test_lora_weights_are_pushed_merged_under_the_base_names(warm_model: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from turnwise.agents.hf import HFPolicy
+    from turnwise.trainers.models import load_policy_model, merged_weights
+
+    model, tokenizer = load_policy_model(warm_model, device="cpu", lora_rank=4)
+    with torch.no_grad():  # a trained adapter: B is zero at initialisation
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.05)
+    ids = torch.tensor([[1, 5, 9, 14]])
+    before = model(input_ids=ids).logits
+    target = HFPolicy(AutoModelForCausalLM.from_pretrained(warm_model), tokenizer=tokenizer)
+    weights = list(merged_weights(model))
+    names = [n for n, _ in weights]
+    target.update_weights(weights)
+    assert not any("lora" in n or "base_layer" in n for n in names)
+    assert set(names) == {n for n, _ in target.model.named_parameters()}
+    # The adapted model is untouched, and the copy computes what it computes.
+    assert torch.equal(model(input_ids=ids).logits, before)
+    assert torch.allclose(target.model(input_ids=ids).logits, before, atol=1e-5)
+
+
+def test_update_weights_checks_names_and_shapes_before_copying(warm_model: Path) -> None:
+    from turnwise.agents.hf import HFPolicy
+
+    policy = HFPolicy(warm_model, device="cpu")
+    name, param = next(iter(policy.model.named_parameters()))
+    before = param.detach().clone()
+    with pytest.raises(ValueError, match="is not a weight"):
+        policy.update_weights([(name, torch.zeros_like(param)), ("no.such.weight", param)])
+    with pytest.raises(ValueError, match="has shape"):
+        policy.update_weights([(name, torch.zeros(3))])
+    assert torch.equal(param, before)  # nothing copied
+    policy.update_weights([(name, torch.zeros_like(param))])
+    assert not param.any()
+
+
+def test_the_vllm_backend_needs_a_checkpoint_folder(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from turnwise.agents.tiny import default_checkpoint
+
+    base = default_checkpoint("nano")
+    model = AutoModelForCausalLM.from_pretrained(base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    config = tiny(tmp_path / "run", base, backend="vllm")
+    with pytest.raises(ValueError, match="full checkpoint folder"):
+        Trainer(config, model=model, tokenizer=tokenizer, console=False)
+
+
+# ---------------------------------------------------------------------- loop options
+def test_checkpoints_are_pruned_to_the_newest(warm_model: Path, tmp_path: Path) -> None:
+    config = tiny(tmp_path / "run", warm_model, iterations=3, checkpoint_every=1,
+                  keep_checkpoints=2, eval_every=0, group_size=2, tasks_per_iteration=1)  # fmt: skip
+    train(config, console=False)
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert kept == ["iter-00002", "iter-00003", "latest"]
+    assert (tmp_path / "run" / "checkpoints" / "latest").resolve().name == "iter-00003"
+
+
+def test_stop_kl_ends_the_update_once_a_minibatch_crosses_it(
+    warm_model: Path, tmp_path: Path
+) -> None:
+    # The first minibatch is scored by the sampling weights (KL 0); the second sees the policy
+    # its step moved, crosses the bound, takes its own step, and ends the update.
+    config = tiny(tmp_path / "run", warm_model, algo="loop", iterations=1, eval_every=0,
+                  stop_kl=1e-5, lr=1e-2, minibatches=2, epochs=2)  # fmt: skip
+    [record] = train(config, console=False).history
+    assert record["loss/optimizer_steps"] == 2.0 and record["loss/stopped_early"] == 1.0
+    config = tiny(tmp_path / "free", warm_model, algo="loop", iterations=1, eval_every=0,
+                  lr=1e-2, minibatches=2, epochs=2)  # fmt: skip
+    [record] = train(config, console=False).history
+    assert record["loss/optimizer_steps"] == 4.0 and record["loss/stopped_early"] == 0.0
+
+
+def test_the_adaptive_kl_coefficient_follows_its_controller(
+    warm_model: Path, tmp_path: Path
+) -> None:
+    config = tiny(tmp_path / "run", warm_model, algo="grpo", kl_coef=0.1, kl_target=6.0,
+                  kl_horizon=10, eval_every=0, checkpoint_every=1)  # fmt: skip
+    trainer = Trainer(config, console=False)
+    result = trainer.run()
+    coef = 0.1
+    for record in result.history:
+        # Rollouts sampled by the policy: their KL to the reference stays far below 6.
+        kl = record["loss/kl_sequence"]
+        assert 0.0 <= kl < 6.0
+        coef *= 1.0 + float(np.clip(kl / 6.0 - 1.0, -0.2, 0.2)) * 4 / 10
+        assert record["loss/kl_coef"] == approx(coef)
+    assert trainer.kl_coef == approx(coef) and coef < 0.1
+    state = json.loads((tmp_path / "run/checkpoints/latest/trainer_state.json").read_text())
+    assert state["kl_coef"] == approx(coef)
+    with pytest.raises(ValueError, match="kl-target"):
+        TrainConfig(algo="grpo", kl_target=-1.0)
+
+
+def test_task_filtering_keeps_the_tasks_within_the_success_range(
+    warm_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = tiny(out, warm_model, algo="arpo", iterations=1, eval_every=0, train_tasks=6,
+                  filter_tries=3, filter_min=1, filter_max=2)  # fmt: skip
+    trainer = Trainer(config, console=False)
+    wins: dict[str, int] = {}
+    for traj in iter_trajectories(out / "filter"):
+        wins[traj.task_id] = wins.get(traj.task_id, 0) + int(traj.success)
+    assert len(wins) == 6 and sum(1 for _ in iter_trajectories(out / "filter")) == 18
+    expected = {t for t, w in wins.items() if 1 <= w <= 2}
+    assert set(trainer.task_order) == expected
+    assert json.loads((out / "filter" / "kept.json").read_text()) == trainer.task_order
+    trainer.run()
+    assert {t.task_id for t in iter_trajectories(out / "rollouts" / "iter-00000")} <= expected
