@@ -86,9 +86,7 @@ def warm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("algo", ["loop", "ppo"])
-def test_two_ranks_make_the_update_one_process_makes(
-    algo: str, warm: Path, tmp_path: Path
-) -> None:
+def test_two_ranks_make_the_update_one_process_makes(algo: str, warm: Path, tmp_path: Path) -> None:
     options = {
         "algo": algo, "env_kwargs": ENV_KWARGS, "model": str(warm), "iterations": 1,
         "tasks_per_iteration": 2, "group_size": 4, "workers": 2, "max_tokens": 12,
