@@ -54,7 +54,9 @@ sum, then the mean over sequences."""
 KLEstimator = Literal["k1", "k3"]
 """Per-token estimators of KL(π_θ ‖ π_ref) from samples of π_θ: "k1" = log π_θ − log π_ref
 (unbiased, high variance, can be negative); "k3" = exp(log π_ref − log π_θ) − (log π_ref −
-log π_θ) − 1 (unbiased, never negative; verl's `low_var_kl`, GRPO's)."""
+log π_θ) − 1 (unbiased, never negative; GRPO's), clamped as verl's `low_var_kl` clamps it: the
+log-ratio to ±20 and the estimate to at most 10, so a token the policy has pushed far below
+the reference stops pulling on it (exp would otherwise make its gradient explode)."""
 
 
 # ---------------------------------------------------------------------- clip bounds
@@ -179,12 +181,15 @@ def kl_estimate(
         >>> lp, ref = torch.tensor([-1.0]), torch.tensor([-1.5])
         >>> kl_estimate(lp, ref, "k1").item(), round(kl_estimate(lp, ref, "k3").item(), 6)
         (0.5, 0.106531)
+        >>> kl_estimate(torch.tensor([-20.0]), torch.tensor([-1.0]), "k3").item()  # clamped
+        10.0
     """
     _check_option(estimator, ("k1", "k3"), "kl_estimator")
     log_ratio = logprobs - ref_logprobs
     if estimator == "k1":
         return log_ratio
-    return torch.exp(-log_ratio) + log_ratio - 1.0
+    back = (-log_ratio).clamp(-20.0, 20.0)  # log π_ref − log π_θ
+    return (torch.exp(back) - back - 1.0).clamp(max=10.0)
 
 
 def _log_ratio(

@@ -257,6 +257,13 @@ def test_kl_estimators() -> None:
     # k1 = −1 − (−1.5) = 0.5; k3 = e^−0.5 − (−0.5) − 1 = 0.6065307 + 0.5 − 1 = 0.1065307
     assert kl_estimate(lp, ref, "k1").item() == approx(0.5)
     assert kl_estimate(lp, ref, "k3").item() == approx(0.1065307)
+    # verl's clamp: log π_ref − log π_θ = 3 gives e³ − 3 − 1 = 16.0855, clamped to 10, and no
+    # gradient there; at 2, e² − 2 − 1 = 4.389056 and d/d(log π_θ) = 1 − e² = −6.389056.
+    logp = torch.tensor([-4.0, -3.0], requires_grad=True)
+    k3 = kl_estimate(logp, torch.tensor([-1.0, -1.0]), "k3")
+    assert k3.tolist() == approx([10.0, 4.389056])
+    k3.sum().backward()
+    assert logp.grad is not None and logp.grad.tolist() == approx([0.0, -6.389056])
     with pytest.raises(ValueError, match="unknown kl_estimator"):
         kl_estimate(lp, ref, "k2")  # type: ignore[arg-type]
 

@@ -6,6 +6,8 @@ every option not given.
 
 from __future__ import annotations
 
+import os
+
 from turnwise.cli._common import CLIError, console, env_entry, make_env
 from turnwise.trainers.config import TrainConfig
 
@@ -36,6 +38,8 @@ def train_command(config: TrainConfig) -> int:
             markup=False,
         )
         return 130
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # a data-parallel rank other than 0: rank 0 reports
     last = result.history[-1] if result.history else {}
     evaluated = [h for h in result.history if "eval/success_rate" in h]
     summary = (
