@@ -166,3 +166,30 @@ def test_env_kwargs_the_env_rejects_exit_2(
     args = ["train", "loop", "--model", "nano", "--env-kwargs", '{"no_such_option": 1}']
     assert main([*args, "--out", str(tmp_path / "run")]) == 2
     assert "no_such_option" in one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("env", "env_kwargs"),
+    [
+        ("turnwise/TextWorld-v0", "{}"),
+        ("turnwise/ALFWorldGen-v0", "{}"),
+        ("turnwise/FactQA-v0", '{"difficulty": "easy"}'),
+    ],
+)
+def test_every_registered_text_env_trains(
+    env: str, env_kwargs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Beyond KeyDoor: one iteration on each built-in text family (ALFWorld-v0 is the same env
+    class as ALFWorldGen-v0 on the downloaded games). A cold nano model writes nonsense, so the
+    turns are capped: every turn's context holds the whole episode so far."""
+    pytest.importorskip("textworld", reason="needs textworld (pip install 'turnwise[text]')")
+    out = tmp_path / "run"
+    args = [
+        "train", "loop", "--env", env, "--env-kwargs", env_kwargs, "--model", "nano",
+        "--iterations", "1", "--tasks-per-iteration", "1", "--group-size", "2", "--workers", "2",
+        "--max-tokens", "8", "--max-turns", "3", "--eval-tasks", "2", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    assert "held-out success" in capsys.readouterr().out
+    assert (out / "checkpoints" / "latest" / "config.json").is_file()
