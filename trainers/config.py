@@ -292,6 +292,9 @@ class TrainConfig:
     """Train a value model (PPO, SPA)."""
     critic_lr: float = 1e-4
     """Learning rate of the critic (PPO, SPA)."""
+    critic_warmup: int = 0
+    """Train only the critic for the first N iterations (the policy is not updated), so that
+    its values are sensible before they set the policy's advantages (LOOP's PPO baseline: 10)."""
     vf_coef: float = 0.5
     """Weight of the critic's value loss."""
     value_clip: float | None = 0.2
@@ -337,8 +340,8 @@ class TrainConfig:
             raise ValueError("--train-tasks must be >= 0")
         if self.eval_every < 0 or self.checkpoint_every < 0 or self.eval_tasks < 0:
             raise ValueError("--eval-every, --checkpoint-every and --eval-tasks must be >= 0")
-        if self.keep_checkpoints < 0 or self.filter_tries < 0:
-            raise ValueError("--keep-checkpoints and --filter-tries must be >= 0")
+        if self.keep_checkpoints < 0 or self.filter_tries < 0 or self.critic_warmup < 0:
+            raise ValueError("--keep-checkpoints, --filter-tries and --critic-warmup must be >= 0")
         if self.filter_tries and not 0 <= self.filter_min <= (
             self.filter_tries if self.filter_max is None else self.filter_max
         ):

@@ -497,7 +497,10 @@ class Trainer:
         metrics["reward/advantage_abs_mean"] = (
             float(np.abs(token_adv).mean()) if token_adv.size else 0.0
         )
-        metrics.update(self._policy_epochs(batch))
+        if self.critic is not None and self.iteration < cfg.critic_warmup:
+            metrics["loss/critic_warmup"] = 1.0  # the policy waits for the critic's values
+        else:
+            metrics.update(self._policy_epochs(batch))
         if self.config.kl_target is not None and self.config.kl_coef > 0:
             metrics.update(self._adapt_kl(batch))
         if self.critic is not None:
@@ -607,7 +610,12 @@ class Trainer:
         for row in rows:
             task = batch.trajectories[row.trajectory].task_id
             keys.append(
-                (position.get(task, -1), traj_rank[row.trajectory], segment.get(row.trajectory, 0))
+                (
+                    position.get(task, -1),
+                    task,
+                    traj_rank[row.trajectory],
+                    segment.get(row.trajectory, 0),
+                )
             )
             segment[row.trajectory] = segment.get(row.trajectory, 0) + 1
         everyone = sorted(k for part in self.dist.gather(keys) for k in part)

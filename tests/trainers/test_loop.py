@@ -519,3 +519,21 @@ def test_task_filtering_keeps_the_tasks_within_the_success_range(
     assert json.loads((out / "filter" / "kept.json").read_text()) == trainer.task_order
     trainer.run()
     assert {t.task_id for t in iter_trajectories(out / "rollouts" / "iter-00000")} <= expected
+
+
+def test_critic_warmup_trains_only_the_critic_at_first(warm_model: Path, tmp_path: Path) -> None:
+    trainer = Trainer(
+        tiny(tmp_path / "run", warm_model, algo="ppo", iterations=1, critic_warmup=1,
+             eval_every=0, lr=1e-2),
+        console=False,
+    )  # fmt: skip
+    assert trainer.critic is not None
+    critic_before = {k: v.clone() for k, v in trainer.critic.backbone.state_dict().items()}
+    [record] = trainer.run().history
+    assert record["loss/critic_warmup"] == 1.0 and "loss/policy" not in record
+    assert max_difference(saved_weights(warm_model), weights_of(trainer.model)) == 0.0
+    moved = max(
+        float((v - critic_before[k]).abs().max())
+        for k, v in trainer.critic.backbone.state_dict().items()
+    )
+    assert moved > 0.0
