@@ -187,7 +187,10 @@ def _per_turn(
         outcomes = returns
         for members in group_members(group_ids).values():
             advs = credit.oprl_advantages(
-                outcomes[members], [prm[i] for i in members], std=config.std
+                outcomes[members],
+                [prm[i] for i in members],
+                alpha=config.prm_weight,
+                std=config.std,
             )
             for i, a in zip(members, advs, strict=True):
                 out[i] = a

@@ -317,6 +317,8 @@ class TrainConfig:
     """Learning rate of the implicit PRM (OPRL, PRIME)."""
     prm_beta: float = 0.05
     """β of the implicit PRM's log-ratio rewards."""
+    prm_weight: float = 1.0
+    """OPRL: weight α of the step-reward advantage next to the outcome's (paper: 1)."""
     spa_progress_weight: float = 1.0
     """SPA: weight of the progress estimator's contribution in the fused step reward."""
     spa_grounding_weight: float = 0.5
