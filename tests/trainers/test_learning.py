@@ -33,6 +33,17 @@ RECIPE = {"lr": 1e-3, "epochs": 2, "aggregation": "seq-mean-token-mean", "kl_coe
 # success per iteration) are in docs/trainers/README.md ("What learning looks like here").
 CASES: dict[str, tuple[dict[str, Any], int]] = {
     "loop": ({}, 9),
+    "grpo": ({}, 9),
+    "gigpo": ({}, 9),
+    "arpo": ({}, 9),
+    # One pass over the rollouts (no reuse), in four on-policy steps: one step per iteration
+    # moves too little at lr 1e-3 and collapses the policy at 2e-3.
+    "rloo": ({"epochs": 1, "minibatches": 4}, 9),
+    "prime": ({}, 12),
+    # The critic learns values before they set the advantages: from a zero critic, the first
+    # advantages (whitened returns) push down every sampled token, the reply format's too.
+    "ppo": ({"critic_warmup": 3}, 13),
+    "spa": ({"critic_warmup": 3, "progress_lr": 1e-2}, 10),
 }
 
 
