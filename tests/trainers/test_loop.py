@@ -491,9 +491,10 @@ def test_the_adaptive_kl_coefficient_follows_its_controller(
     result = trainer.run()
     coef = 0.1
     for record in result.history:
-        # Rollouts sampled by the policy: their KL to the reference stays far below 6.
+        # The mean summed log-ratio to the reference: near 0 after two small updates (a sample
+        # estimate, it may be slightly negative), far below the target of 6.
         kl = record["loss/kl_sequence"]
-        assert 0.0 <= kl < 6.0
+        assert abs(kl) < 1.0
         coef *= 1.0 + float(np.clip(kl / 6.0 - 1.0, -0.2, 0.2)) * 4 / 10
         assert record["loss/kl_coef"] == approx(coef)
     assert trainer.kl_coef == approx(coef) and coef < 0.1
