@@ -64,31 +64,12 @@ def weights(folder: Path) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
 
 
-@pytest.fixture(scope="module")
-def warm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The nano model after a little SFT, so that a group's rollouts differ in reward."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from turnwise.agents.tiny import default_checkpoint
-    from turnwise.trainers.sft import demonstrations, train_sft
-
-    base = default_checkpoint("nano")
-    model = AutoModelForCausalLM.from_pretrained(base)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    demos = demonstrations(
-        "turnwise/KeyDoor-v0", tokenizer, tasks=32, env_kwargs=json.loads(ENV_KWARGS)
-    )
-    train_sft(model, tokenizer, demos, epochs=3, batch_size=2, lr=1e-2)
-    out = tmp_path_factory.mktemp("warm")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 @pytest.mark.parametrize("algo", ["loop", "ppo"])
-def test_two_ranks_make_the_update_one_process_makes(algo: str, warm: Path, tmp_path: Path) -> None:
+def test_two_ranks_make_the_update_one_process_makes(
+    algo: str, warm_model: Path, tmp_path: Path
+) -> None:
     options = {
-        "algo": algo, "env_kwargs": ENV_KWARGS, "model": str(warm), "iterations": 1,
+        "algo": algo, "env_kwargs": ENV_KWARGS, "model": str(warm_model), "iterations": 1,
         "tasks_per_iteration": 2, "group_size": 4, "workers": 2, "max_tokens": 12,
         "eval_every": 0, "lr": 1e-2, "seed": 0,
     }  # fmt: skip
@@ -114,7 +95,7 @@ def test_two_ranks_make_the_update_one_process_makes(algo: str, warm: Path, tmp_
     assert logged["rollout/success_rate"] == expected["rollout/success_rate"]
     assert logged["loss/optimizer_steps"] == expected["loss/optimizer_steps"]
     a, b = weights(two / "checkpoints" / "latest"), weights(one / "checkpoints" / "latest")
-    start = weights(warm)
+    start = weights(warm_model)
     moved = max(float(np.abs(b[k] - start[k]).max()) for k in b)
     gap = max(float(np.abs(a[k] - b[k]).max()) for k in b)
     assert moved > 1e-3 and gap < 2e-3 * moved, (moved, gap)
@@ -129,9 +110,9 @@ def test_one_process_is_a_single_rank() -> None:
     assert Distributed(rank=1, world=2).share(["a", "b", "c", "d", "e"]) == ["b", "d"]
 
 
-def test_fewer_groups_than_ranks_is_refused(tmp_path: Path, warm: Path) -> None:
+def test_fewer_groups_than_ranks_is_refused(tmp_path: Path, warm_model: Path) -> None:
     options = {
-        "env_kwargs": ENV_KWARGS, "model": str(warm), "iterations": 1, "out": str(tmp_path / "r"),
+        "env_kwargs": ENV_KWARGS, "model": str(warm_model), "iterations": 1, "out": str(tmp_path / "r"),
         "tasks_per_iteration": 1, "group_size": 2, "workers": 1, "eval_every": 0,
     }  # fmt: skip
     script = tmp_path / "ddp_train.py"
