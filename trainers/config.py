@@ -230,6 +230,10 @@ class TrainConfig:
     adapter disabled, so no second copy is held."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, more compute)."""
+    fsdp: bool = False
+    """Under `torchrun`/`accelerate launch`: shard the policy's (and the reference's) weights,
+    gradients and optimizer state over the ranks (FSDP2) instead of a full copy per rank.
+    Generation then runs on a full copy per rank (`hf`) or on vLLM."""
     lr: float = 1e-5
     """Policy learning rate (AdamW)."""
     weight_decay: float = 0.0
@@ -354,6 +358,12 @@ class TrainConfig:
             raise ValueError("--kl-horizon must be at least 1")
         if self.micro_batch_size < 1:
             raise ValueError("--micro-batch-size must be at least 1")
+        if self.fsdp and self.lora_rank:
+            raise ValueError(
+                "--fsdp with --lora-rank is not supported: train the LoRA adapter with plain "
+                "data parallel (its trainable state is small), or drop --lora-rank to shard "
+                "the full model"
+            )
         self.out = Path(self.out)
         self.gates()  # fail early on a malformed --reward-gate
         self._check_choices()

@@ -13,6 +13,12 @@ Launched by `torchrun --nproc-per-node N` or `accelerate launch --num_processes 
   every rank's weights stay identical;
 * rank 0 writes metrics and checkpoints.
 
+With `--fsdp` the policy (and the reference) are sharded instead (FSDP2, `shard`): each rank
+holds 1/N of their weights, gradients and optimizer state. Every forward pass is then a
+collective, so every rank runs the same number of them (the trainer pads with empty passes);
+FSDP sums the gradient shards itself, and generation runs on a separate full copy per rank
+that receives the gathered weights after each update (as a vLLM engine would).
+
 One process (no launcher) is `Distributed.single()`: every call is then free.
 """
 
@@ -125,6 +131,76 @@ class Distributed:
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def most(self, value: int) -> int:
+        """The largest `value` over ranks."""
+        return max(self.gather(value)) if self.enabled else value
+
+    # ---------------------------------------------------------------- sharded models (FSDP2)
+    def shard(self, model: Any) -> Any:
+        """Shard `model` over the ranks with FSDP2 (`fully_shard`): each transformer block
+        (the model's `_no_split_modules` classes) is a unit, the rest (embeddings, head) the
+        root's. Gradients are **summed** over ranks, as `sync_grads` sums them: the loss
+        already carries the global denominator. Returns the model, now sharded in place."""
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
+        if not self.enabled:
+            raise ValueError("sharding needs several ranks (torchrun or accelerate launch)")
+        block_types = set(getattr(model, "_no_split_modules", None) or ())
+        blocks = [m for m in model.modules() if type(m).__name__ in block_types]
+        if not blocks:
+            raise ValueError(
+                f"cannot find the transformer blocks of {type(model).__name__} to shard: "
+                "its `_no_split_modules` names none of its modules"
+            )
+        for block in blocks:
+            fully_shard(block)
+        fully_shard(model)
+        for module in model.modules():
+            if isinstance(module, FSDPModule):
+                module.set_gradient_divide_factor(1.0)  # a sum, not FSDP's default mean
+                module.set_force_sum_reduction_for_comms(True)  # gloo has no pre-scaled sum
+        return model
+
+    @staticmethod
+    def full_state_dict(model: Any, *, main_only: bool = False) -> dict[str, Any]:
+        """A sharded model's whole state dict, gathered (a collective: every rank calls it).
+        With `main_only` it lands in CPU memory on rank 0 alone (others get `{}`)."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=main_only)
+        return dict(get_model_state_dict(model, options=options))
+
+    @staticmethod
+    def full_optimizer_state(model: Any, optimizer: Any) -> dict[str, Any]:
+        """The optimizer state of a sharded model, whole, on rank 0 (a collective)."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return dict(get_optimizer_state_dict(model, optimizer, options=options))
+
+    @staticmethod
+    def load_full(
+        model: Any, state: dict[str, Any], optimizer: Any = None, optim: Any = None
+    ) -> None:
+        """Load whole (unsharded) states into a sharded model and its optimizer; every rank
+        passes the same full states (read from one checkpoint)."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, state, options=options)
+        if optimizer is not None and optim is not None:
+            set_optimizer_state_dict(model, optimizer, optim, options=options)
 
     def _device(self) -> Any:
         import torch

@@ -157,12 +157,25 @@ class Trainer:
             self.model_spec = f"hf:{getattr(model.config, 'name_or_path', '') or 'in-memory'}"
         self.model = model
         self.tokenizer = tokenizer
+        self.sharded = bool(cfg.fsdp)
+        if self.sharded and not self.dist.enabled:
+            raise ValueError(
+                "--fsdp shards the model over data-parallel ranks: launch with "
+                "`torchrun --nproc-per-node N -m turnwise train ...` (or accelerate launch)"
+            )
         self.generation = generation
         if generation is None and cfg.backend == "vllm":
             self.generation = self._vllm_engine(model_path)
+        elif generation is None and self.sharded:
+            # A sharded model cannot generate on its own (every forward is a collective and
+            # each rank's episodes differ): a full copy per rank generates, synced by push.
+            self.generation = HFPolicy(
+                frozen_copy(model), tokenizer=tokenizer, max_batch_size=max(cfg.workers, 1)
+            )
         if self.generation is not None:
             self.policy = self.generation
-            self.model_spec = getattr(self.generation, "name", self.model_spec)
+            if not self.sharded:
+                self.model_spec = getattr(self.generation, "name", self.model_spec)
         else:  # hf: generate with the model being trained
             self.policy = HFPolicy(model, tokenizer=tokenizer, max_batch_size=max(cfg.workers, 1))
         self.device = next(model.parameters()).device
@@ -170,8 +183,6 @@ class Trainer:
         needs_reference = cfg.kl_coef > 0 or cfg.advantage == "prime"
         self.reference = frozen_copy(model) if needs_reference and not is_peft(model) else None
         self.has_reference = needs_reference
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.critic = ValueModel(model) if cfg.critic else None
         self.critic_optimizer = (
             torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_lr) if self.critic else None
@@ -189,6 +200,12 @@ class Trainer:
             for p in self.prm.parameters():
                 p.requires_grad_(True)
             self.prm_optimizer = torch.optim.AdamW(self.prm.parameters(), lr=cfg.prm_lr)
+        if self.sharded:  # after every copy above was taken whole, before the optimizer
+            self.dist.shard(model)
+            if self.reference is not None:
+                self.dist.shard(self.reference)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.replay = ReplayBuffer(cfg.replay_size, seed=cfg.seed) if cfg.replay else None
         self.kl_coef = float(cfg.kl_coef)
         """The KL penalty's weight now (it moves with --kl-target)."""
@@ -229,7 +246,8 @@ class Trainer:
                 self.logger.log(self.iteration, metrics)
                 self.history.append({"step": self.iteration, **metrics})
                 if cfg.checkpoint_every and (self.iteration % cfg.checkpoint_every == 0 or last):
-                    checkpoint = self.save() if self.dist.main else None
+                    # A sharded model is gathered by every rank; only rank 0 writes.
+                    checkpoint = self.save() if self.dist.main or self.sharded else None
                     self.dist.barrier()
         finally:
             self.logger.close()
@@ -287,7 +305,13 @@ class Trainer:
             return
         from .models import merged_weights
 
-        self.generation.update_weights(merged_weights(self.model))
+        if self.sharded:  # gathered whole on every rank (each has its own engine)
+            full = self.dist.full_state_dict(self.model)
+            self.generation.update_weights(
+                (name, full[name]) for name, _ in self.model.named_parameters()
+            )
+        else:
+            self.generation.update_weights(merged_weights(self.model))
 
     # ------------------------------------------------------------------ collection
     def _task_order(self) -> list[str]:
@@ -421,10 +445,22 @@ class Trainer:
     def _rows(self, trajs: list[Trajectory]) -> list[Row]:
         return [r for r in rows_of(trajs, max_length=self.config.max_length) if r.generated]
 
-    def _micro_batches(self, rows: Sequence[Row]) -> list[list[Row]]:
+    def _micro_batches(self, rows: Sequence[Row], *, synced: bool = False) -> list[list[Row]]:
+        """`rows` in passes of `micro_batch_size`, shortest first. With `synced` and a sharded
+        model, padded with empty passes to the most any rank makes: each forward pass of a
+        sharded model is a collective that every rank must join."""
         size = self.config.micro_batch_size
         ordered = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
-        return [[rows[i] for i in ordered[k : k + size]] for k in range(0, len(ordered), size)]
+        micros = [[rows[i] for i in ordered[k : k + size]] for k in range(0, len(ordered), size)]
+        if synced and self.sharded:
+            micros += [[] for _ in range(self.dist.most(len(micros)) - len(micros))]
+        return micros
+
+    def _empty_pass(self, model: Any) -> Any:
+        """A one-token forward pass of `model`: this rank's part in a sharded model's
+        collective when it has no rows of its own. Returns the log-probs (shape 1×1)."""
+        ids = self.torch.full((1, 1), self.pad_id, dtype=self.torch.long, device=self.device)
+        return token_logprobs(model, ids, self.torch.ones_like(ids))
 
     def _score(
         self,
@@ -438,7 +474,10 @@ class Trainer:
         out: dict[int, np.ndarray] = {}
         index = {id(r): i for i, r in enumerate(rows)}
         with torch.no_grad():
-            for micro in self._micro_batches(rows):
+            for micro in self._micro_batches(rows, synced=True):
+                if not micro:
+                    self._empty_pass(model)
+                    continue
                 batch = collate(micro, self.pad_id, self.device)
                 result = token_logprobs(
                     model, batch["input_ids"], batch["attention_mask"],
@@ -545,7 +584,10 @@ class Trainer:
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
                 kl_sum = kl_tokens = 0.0
-                for micro in self._micro_batches(mini):
+                for micro in self._micro_batches(mini, synced=True):
+                    if not micro:  # sharded: join the other ranks' passes, adding nothing
+                        (self._empty_pass(self.model).sum() * 0.0).backward()
+                        continue
                     data = collate(micro, self.pad_id, self.device)
                     old = self._stack([batch.old_logprobs[index[id(r)]] for r in micro], data)
                     ref = (
@@ -571,10 +613,11 @@ class Trainer:
                     kl_tokens += weight
                     for key, value in parts.items():
                         totals.setdefault(key, []).append(value)
-                dist.sync_grads(trainable)
-                grad_norms.append(
-                    float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm))
-                )
+                if not self.sharded:  # FSDP has summed the gradient shards already
+                    dist.sync_grads(trainable)
+                norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+                grad_norms.append(float(norm))
                 self.optimizer.step()
                 # LOOP's guard: a minibatch that already moved this far off the sampling
                 # policy ends the iteration's update (its own step is kept).
@@ -891,8 +934,14 @@ class Trainer:
                 probes.append((row.trajectory, turn, context + answer, len(answer)))
         with torch.no_grad():
             size = self.config.micro_batch_size
-            for k in range(0, len(probes), size):
+            starts = list(range(0, len(probes), size))
+            if self.sharded:  # every rank joins every pass of the sharded model
+                starts += [len(probes)] * (self.dist.most(len(starts)) - len(starts))
+            for k in starts:
                 chunk = probes[k : k + size]
+                if not chunk:
+                    self._empty_pass(self.model)
+                    continue
                 rows = [Row(ids, [0] * len(ids), [0] * len(ids)) for _, _, ids, _ in chunk]
                 data = collate(rows, self.pad_id, self.device)
                 logprobs = token_logprobs(self.model, data["input_ids"], data["attention_mask"])
@@ -914,17 +963,28 @@ class Trainer:
 
     def save(self) -> Path:
         """Write `checkpoints/iter-NNNNN` (model, tokenizer, optimizer and algorithm state)
-        and point `checkpoints/latest` at it."""
+        and point `checkpoints/latest` at it. With `--fsdp` every rank calls it (the shards
+        are gathered) and rank 0 writes."""
         torch = self.torch
         folder = self.out / CHECKPOINTS / f"iter-{self.iteration:05d}"
+        weights: dict[str, Any] | None = None
+        extra: dict[str, Any] = {}
+        if self.sharded:
+            weights = self.dist.full_state_dict(self.model, main_only=True)
+            extra["optimizer"] = self.dist.full_optimizer_state(self.model, self.optimizer)
+            if self.reference is not None:
+                extra["reference"] = self.dist.full_state_dict(self.reference, main_only=True)
+            if not self.dist.main:
+                return folder
+        else:
+            extra["optimizer"] = self.optimizer.state_dict()
+            if self.reference is not None:
+                extra["reference"] = self.reference.state_dict()
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.model.save_pretrained(tmp)
+        self.model.save_pretrained(tmp, state_dict=weights)
         self.tokenizer.save_pretrained(tmp)
-        extra: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
-        if self.reference is not None:
-            extra["reference"] = self.reference.state_dict()
         if self.critic is not None and self.critic_optimizer is not None:
             extra["critic"] = self.critic.state_dict()
             extra["critic_optimizer"] = self.critic_optimizer.state_dict()
@@ -978,6 +1038,7 @@ class Trainer:
 
         from .models import is_peft
 
+        weights: dict[str, Any] = {}
         if is_peft(self.model):
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
@@ -985,11 +1046,18 @@ class Trainer:
             set_peft_model_state_dict(self.model, load_file(folder / "adapter_model.safetensors"))
         else:
             loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=self.model.dtype)
-            self.model.load_state_dict(loaded.state_dict())
+            weights = loaded.state_dict()
         extra = torch.load(folder / "trainer.pt", map_location=self.device, weights_only=False)
-        self.optimizer.load_state_dict(extra["optimizer"])
-        if self.reference is not None and "reference" in extra:
-            self.reference.load_state_dict(extra["reference"])
+        if self.sharded:  # whole states, read by every rank, sharded as they load
+            self.dist.load_full(self.model, weights, self.optimizer, extra["optimizer"])
+            if self.reference is not None and "reference" in extra:
+                self.dist.load_full(self.reference, extra["reference"])
+        else:
+            if weights:
+                self.model.load_state_dict(weights)
+            self.optimizer.load_state_dict(extra["optimizer"])
+            if self.reference is not None and "reference" in extra:
+                self.reference.load_state_dict(extra["reference"])
         if self.critic is not None and self.critic_optimizer is not None:
             self.critic.load_state_dict(extra["critic"])
             self.critic_optimizer.load_state_dict(extra["critic_optimizer"])
@@ -1029,11 +1097,21 @@ class Trainer:
 
     def _memory(self) -> dict[str, Any]:
         torch = self.torch
+        held = [
+            (p.to_local().numel() if hasattr(p, "to_local") else p.numel(), p.numel())
+            for p in self.model.parameters()
+        ]
+        # The share of the policy's weights this rank holds: 1, or about 1/N sharded.
+        share = {"perf/weights_held": sum(h for h, _ in held) / max(sum(n for _, n in held), 1)}
         if self.device.type == "cuda":
-            return {"perf/peak_memory_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
+            return {
+                **share,
+                "perf/peak_memory_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
+            }
         import resource
 
-        return {"perf/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {**share, "perf/peak_rss_mb": rss}
 
     def _curve(self) -> Path | None:
         from .metrics import plot_learning_curve

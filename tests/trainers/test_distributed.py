@@ -124,3 +124,43 @@ def test_fewer_groups_than_ranks_is_refused(tmp_path: Path, warm_model: Path) ->
     )  # fmt: skip
     assert done.returncode != 0
     assert "each rank needs a group" in done.stderr
+
+
+def test_sharded_ranks_update_and_resume_as_one_process(warm_model: Path, tmp_path: Path) -> None:
+    """`--fsdp`: each rank holds half of every weight (FSDP2), generation runs on a full copy
+    per rank; the update, the gathered checkpoint and a resumed iteration (Adam's moments
+    reloaded into the shards) match one process's."""
+    options = {
+        "algo": "loop", "env_kwargs": ENV_KWARGS, "model": str(warm_model), "iterations": 1,
+        "tasks_per_iteration": 2, "group_size": 4, "workers": 2, "max_tokens": 12,
+        "eval_every": 0, "lr": 1e-2, "seed": 0, "minibatches": 2,
+    }  # fmt: skip
+    two, one = tmp_path / "two", tmp_path / "one"
+    launch(tmp_path, {**options, "out": str(two), "fsdp": True})
+    train(TrainConfig(**{**options, "out": one}), console=False)
+    start = weights(warm_model)
+    for it in (1, 2):
+        a = weights(two / "checkpoints" / f"iter-{it:05d}")
+        b = weights(one / "checkpoints" / f"iter-{it:05d}")
+        moved = max(float(np.abs(b[k] - start[k]).max()) for k in b)
+        gap = max(float(np.abs(a[k] - b[k]).max()) for k in b)
+        assert moved > 1e-3 and gap < 2e-3 * moved, (it, moved, gap)
+        if it == 1:  # one more iteration, resumed from the checkpoints just compared
+            more = {**options, "iterations": 2, "resume": True}
+            stdout = launch(tmp_path, {**more, "out": str(two), "fsdp": True})
+            resumed = train(TrainConfig(**{**more, "out": one}), console=False)
+            logged = json.loads(stdout.split("RESULT ", 1)[1].splitlines()[0])
+            assert logged["step"] == 2
+            assert logged["perf/weights_held"] == pytest.approx(0.5, abs=0.01)  # halves
+            assert resumed.history[-1]["perf/weights_held"] == 1.0
+            # The weights the second iteration sampled with were the gathered ones.
+            assert logged["perf/logprob_gap"] < 1e-4
+            assert logged["rollout/success_rate"] == resumed.history[-1]["rollout/success_rate"]
+            start = a
+
+
+def test_sharding_needs_ranks_and_a_full_model(warm_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--fsdp with --lora-rank"):
+        TrainConfig(model=str(warm_model), out=tmp_path / "x", fsdp=True, lora_rank=4)
+    with pytest.raises(ValueError, match="torchrun"):
+        train(TrainConfig(model=str(warm_model), out=tmp_path / "y", fsdp=True), console=False)
