@@ -40,6 +40,9 @@ CASES: dict[str, tuple[dict[str, Any], int]] = {
     # moves too little at lr 1e-3 and collapses the policy at 2e-3.
     "rloo": ({"epochs": 1, "minibatches": 4}, 9),
     "prime": ({}, 12),
+    # The step term at a tenth of the outcome's weight (α = 1 in the paper): a PRM that trains
+    # slower than the policy scores what the policy just learned below the rest (oprl.md).
+    "oprl": ({"prm_weight": 0.1}, 13),
     # The critic learns values before they set the advantages: from a zero critic, the first
     # advantages (whitened returns) push down every sampled token, the reply format's too.
     "ppo": ({"critic_warmup": 3}, 13),
