@@ -354,18 +354,15 @@ class Trainer:
         return self._filter_tasks_here(tasks)
 
     def _filter_tasks_here(self, tasks: list[str]) -> list[str]:
-        from turnwise.rollout import CollectConfig, collect, iter_trajectories
+        from turnwise.rollout import collect, iter_trajectories
 
         cfg = self.config
         folder = self.out / "filter"
         kept_file = folder / "kept.json"
         if kept_file.is_file():  # decided before (a resumed run): the same tasks
             return list(json.loads(kept_file.read_text(encoding="utf-8")))
-        config = CollectConfig(
-            env=cfg.env, env_kwargs=cfg.env_kwargs, policy=self.model_spec, out=folder,
-            split=cfg.split, task_ids=tuple(tasks), group_size=cfg.filter_tries,
-            workers=cfg.workers, seed=cfg.seed, temperature=cfg.temperature,
-            max_tokens=cfg.max_tokens, max_turns=cfg.max_turns, progress=False,
+        config = self._collect_config(
+            folder, task_ids=tuple(tasks), group_size=cfg.filter_tries,
             resume=(folder / "manifest.json").is_file(),
         )  # fmt: skip
         self.model.eval()
@@ -383,6 +380,20 @@ class Trainer:
         kept_file.write_text(json.dumps(kept) + "\n", encoding="utf-8")
         return kept
 
+    def _collect_config(self, folder: Path, **options: Any) -> Any:
+        """A collection into `folder` by this run's policy, with its env and sampling
+        settings; `options` (tasks, group size, seed, ...) set or override the rest."""
+        from turnwise.rollout import CollectConfig
+
+        cfg = self.config
+        settings: dict[str, Any] = {
+            "env": cfg.env, "env_kwargs": cfg.env_kwargs, "policy": self.model_spec,
+            "out": folder, "split": cfg.split, "workers": cfg.workers, "seed": cfg.seed,
+            "temperature": cfg.temperature, "max_tokens": cfg.max_tokens,
+            "max_turns": cfg.max_turns, "progress": False,
+        }  # fmt: skip
+        return CollectConfig(**{**settings, **options})
+
     def tasks_for(self, it: int) -> tuple[str, ...]:
         """The tasks of iteration `it`: the next slice of the shuffled split (wrapping)."""
         n, order = self.config.tasks_per_iteration, self.task_order
@@ -392,18 +403,15 @@ class Trainer:
 
     def collect(self, it: int) -> list[Trajectory]:
         """Iteration `it`'s groups, collected into (or resumed from) its rollout folder."""
-        from turnwise.rollout import CollectConfig, collect, iter_trajectories
+        from turnwise.rollout import collect, iter_trajectories
 
         cfg = self.config
         folder = self.out / ROLLOUTS / f"iter-{it:05d}"
         if self.dist.enabled:  # each rank plays its share of the groups
             folder = folder / f"rank-{self.dist.rank}"
-        config = CollectConfig(
-            env=cfg.env, env_kwargs=cfg.env_kwargs, policy=self.model_spec, out=folder,
-            split=cfg.split, task_ids=tuple(self.dist.share(self.tasks_for(it))),
-            group_size=cfg.group_size,
-            workers=cfg.workers, seed=cfg.seed * 100_003 + it, temperature=cfg.temperature,
-            max_tokens=cfg.max_tokens, max_turns=cfg.max_turns, progress=False,
+        config = self._collect_config(
+            folder, task_ids=tuple(self.dist.share(self.tasks_for(it))),
+            group_size=cfg.group_size, seed=cfg.seed * 100_003 + it,
             resume=(folder / "manifest.json").is_file(),
         )  # fmt: skip
         self.model.eval()
@@ -414,7 +422,7 @@ class Trainer:
 
     def evaluate(self, step: int) -> dict[str, Any]:
         """Greedy (`eval_temperature`) episodes on the first `eval_tasks` held-out tasks."""
-        from turnwise.rollout import CollectConfig, collect, iter_trajectories
+        from turnwise.rollout import collect, iter_trajectories
 
         cfg = self.config
         if not cfg.eval_tasks or not self.dist.main:  # rank 0 evaluates; the others wait
@@ -422,11 +430,9 @@ class Trainer:
         folder = self.out / "eval" / f"step-{step:05d}"
         if folder.exists():
             shutil.rmtree(folder)  # an evaluation cut short: redo it whole
-        config = CollectConfig(
-            env=cfg.env, env_kwargs=cfg.env_kwargs, policy=self.model_spec, out=folder,
-            split=cfg.eval_split, tasks=cfg.eval_tasks, group_size=1, workers=cfg.workers,
-            seed=cfg.seed, temperature=cfg.eval_temperature, max_tokens=cfg.max_tokens,
-            max_turns=cfg.max_turns, progress=False,
+        config = self._collect_config(
+            folder, split=cfg.eval_split, tasks=cfg.eval_tasks, group_size=1,
+            temperature=cfg.eval_temperature,
         )  # fmt: skip
         self.model.eval()
         collect(config, policy=self.policy)

@@ -44,7 +44,10 @@ if __name__ == "__main__":
 """
 
 
-def launch(tmp_path: Path, options: dict[str, Any], processes: int = 2) -> str:
+def run_ranks(
+    tmp_path: Path, options: dict[str, Any], processes: int = 2
+) -> subprocess.CompletedProcess[str]:
+    """`train(TrainConfig(**options))` on `processes` ranks under torchrun."""
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT, encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -52,7 +55,12 @@ def launch(tmp_path: Path, options: dict[str, Any], processes: int = 2) -> str:
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc-per-node={processes}", str(script), json.dumps(options),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def launch(tmp_path: Path, options: dict[str, Any], processes: int = 2) -> str:
+    """As `run_ranks`, which must succeed; returns its stdout."""
+    done = run_ranks(tmp_path, options, processes)
     assert done.returncode == 0, done.stderr[-4000:]
     return done.stdout
 
@@ -115,13 +123,7 @@ def test_fewer_groups_than_ranks_is_refused(tmp_path: Path, warm_model: Path) ->
         "env_kwargs": ENV_KWARGS, "model": str(warm_model), "iterations": 1, "out": str(tmp_path / "r"),
         "tasks_per_iteration": 1, "group_size": 2, "workers": 1, "eval_every": 0,
     }  # fmt: skip
-    script = tmp_path / "ddp_train.py"
-    script.write_text(SCRIPT, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-         str(script), json.dumps(options)],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
-    )  # fmt: skip
+    done = run_ranks(tmp_path, options)
     assert done.returncode != 0
     assert "each rank needs a group" in done.stderr
 

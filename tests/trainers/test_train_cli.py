@@ -150,22 +150,20 @@ def test_model_that_is_neither_preset_nor_checkpoint_exits_2(
     assert "is neither a tiny preset" in error and "config.json" in error
 
 
-def test_env_kwargs_that_are_not_json_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("env_kwargs", "message"),
+    [
+        ("{not json", "--env-kwargs is not valid JSON"),
+        ('{"no_such_option": 1}', "no_such_option"),  # valid JSON the env rejects
+    ],
+)
+def test_bad_env_kwargs_exit_2(
+    env_kwargs: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("torch", reason="needs torch (pip install 'turnwise[train]')")
-    args = ["train", "loop", "--model", "nano", "--env-kwargs", "{not json"]
+    args = ["train", "loop", "--model", "nano", "--env-kwargs", env_kwargs]
     assert main([*args, "--out", str(tmp_path / "run")]) == 2
-    assert "--env-kwargs is not valid JSON" in one_line_error(capsys.readouterr().err)
-
-
-def test_env_kwargs_the_env_rejects_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pytest.importorskip("torch", reason="needs torch (pip install 'turnwise[train]')")
-    args = ["train", "loop", "--model", "nano", "--env-kwargs", '{"no_such_option": 1}']
-    assert main([*args, "--out", str(tmp_path / "run")]) == 2
-    assert "no_such_option" in one_line_error(capsys.readouterr().err)
+    assert message in one_line_error(capsys.readouterr().err)
 
 
 @pytest.mark.slow
