@@ -39,6 +39,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from turnwise.eval.stats import bootstrap_ci
 from turnwise.trajectory import Trajectory
 
 from .algorithms import Batch, ReplayBuffer, assign_credit, group_members, turn_rewards
@@ -62,27 +63,6 @@ class TrainResult:
     """The metrics logged at each iteration (eval ones included where evaluated)."""
     checkpoint: Path | None = None
     curve: Path | None = None
-
-
-def bootstrap_ci(
-    values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values`.
-
-    Example:
-        >>> bootstrap_ci([1.0] * 10)
-        (1.0, 1.0)
-        >>> low, high = bootstrap_ci([0.0, 1.0] * 20)
-        >>> 0.3 < low < 0.5 < high < 0.7
-        True
-    """
-    data = np.asarray(values, dtype=np.float64)
-    if data.size == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
-    tail = (1.0 - level) / 2
-    return (float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail)))
 
 
 def train(config: TrainConfig, **kwargs: Any) -> TrainResult:

@@ -29,6 +29,8 @@ from turnwise.cli.check import CheckConfig, check
 from turnwise.cli.collect import CollectConfig, collect_command
 from turnwise.cli.demo import DemoConfig, demo
 from turnwise.cli.envs import EnvsConfig, envs
+from turnwise.cli.eval import EvalConfig, eval_command
+from turnwise.cli.leaderboard import LeaderboardConfig, leaderboard
 from turnwise.cli.play import PlayConfig, play
 from turnwise.cli.rollouts import RolloutsConfig, rollouts
 from turnwise.cli.serve import ServeConfig, serve
@@ -57,6 +59,8 @@ COMMANDS: dict[str, Command[Any]] = {
     "collect": Command(CollectConfig, collect_command),
     "rollouts": Command(RolloutsConfig, rollouts),
     "train": Command(TrainConfig, train_command),
+    "eval": Command(EvalConfig, eval_command),
+    "leaderboard": Command(LeaderboardConfig, leaderboard),
 }
 
 DESCRIPTION = (

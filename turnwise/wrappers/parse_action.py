@@ -15,7 +15,8 @@ __all__ = ["ParseAction"]
 class ParseAction(gymnasium.Wrapper[dict[str, Any], str, dict[str, Any], str]):
     """Parse each raw model reply into an env action before stepping.
 
-    Adds `info["raw_action"]` (the reply), `info["format_ok"]` and, when the format was off,
+    Adds `info["raw_action"]` (the reply), `info["env_action"]` (what the env was sent, which
+    `turnwise leaderboard verify` replays), `info["format_ok"]` and, when the format was off,
     `info["format_error"]`, which the `Format` hook and the agents read. A reply with no action
     at all is still sent (as an empty action), so the env flags it invalid and the turn counts.
 
@@ -47,7 +48,7 @@ class ParseAction(gymnasium.Wrapper[dict[str, Any], str, dict[str, Any], str]):
         else:
             parsed = ParseResult("", False, f"a reply is a string, got {type(action).__name__}")
         obs, reward, terminated, truncated, info = self.env.step(parsed.action)
-        info = {**info, "raw_action": action, "format_ok": parsed.ok}
+        info = {**info, "raw_action": action, "env_action": parsed.action, "format_ok": parsed.ok}
         if parsed.error is not None:
             info["format_error"] = parsed.error
         return obs, reward, terminated, truncated, info

@@ -1,0 +1,3 @@
+"""Evaluation suites, evaluation runs and leaderboards."""
+
+from __future__ import annotations
