@@ -48,7 +48,7 @@ timed = @printf '\n==> %s\n' '$(1)'; start=$$(date +%s); status=0; $(2) || statu
 	printf '<== %s: %ss, %s\n' '$(1)' "$$(( $$(date +%s) - start ))" "$$verdict"; \
 	exit $$status
 
-.PHONY: help install _pip-install demo test lint format typecheck pytest clean
+.PHONY: help install _pip-install demo test lint format typecheck pytest baselines clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -88,6 +88,22 @@ typecheck: ## mypy over the package (files listed in pyproject.toml)
 pytest: ## the tests, without the gpu/docker/vllm ones
 	$(call timed,pytest,$(PYTHON) -m pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS) || { \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; rc=1; fi; (exit $$rc); })
+
+# The shipped leaderboards: each suite played by the expert (the ceiling), the random agent and
+# the untrained tiny offline model, then ranked into docs/leaderboards/SUITE/.
+BASELINE_SUITES ?= turnwise-text-v0 turnwise-web-v0 turnwise-bench-v0
+BASELINE_DIR ?= docs/leaderboards
+
+baselines: install ## evaluate the baselines on every suite and rebuild the leaderboard pages
+	@for suite in $(BASELINE_SUITES); do \
+	  results=$(BASELINE_DIR)/$$suite/results; rm -rf "$$results"; \
+	  for policy in expert random hf:tiny; do \
+	    $(PYTHON) -m turnwise eval --suite $$suite --policy $$policy \
+	      --out "$$results/$${policy#hf:}" --max-tokens 48 || exit 1; \
+	  done; \
+	  $(PYTHON) -m turnwise leaderboard build "$$results"/* --out $(BASELINE_DIR)/$$suite \
+	    --title "$$suite: baselines" || exit 1; \
+	done
 
 clean: ## remove caches, build outputs and demo runs
 	rm -rf .cache .mypy_cache .pytest_cache .ruff_cache build dist runs

@@ -8,16 +8,19 @@ import dataclasses
 import inspect
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import turnwise
 from turnwise.cli import COMMANDS, main
+from turnwise.cli.leaderboard import BuildConfig, VerifyConfig
 from turnwise.trajectory import read_jsonl, read_parquet
 
 KEYDOOR = "turnwise/KeyDoor-v0"
@@ -104,13 +107,9 @@ def test_help_imports_nothing_heavy() -> None:
     assert not heavy & loaded
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
-def test_every_subcommand_has_help_and_documented_fields(
-    name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main([name, "--help"]) == 0
-    text = capsys.readouterr().out
-    config = COMMANDS[name].config
+def check_documented(config: Any, text: str) -> None:
+    """Every field of `config` has a docstring (its --help text) and shows in `text`; a field
+    that selects nested subcommands (`turnwise leaderboard build|verify`) shows their names."""
     assert dataclasses.is_dataclass(config) and config.__doc__
     # The --help text comes from the docstring under each field: every field needs one.
     body = ast.parse(textwrap.dedent(inspect.getsource(config))).body[0]
@@ -123,9 +122,32 @@ def test_every_subcommand_has_help_and_documented_fields(
     }
     for field in dataclasses.fields(config):
         assert field.name in documented, f"{config.__name__}.{field.name} has no docstring"
+        subcommands = re.findall(r"subcommand\('([a-z-]+)'", str(field.type))
+        if subcommands:
+            assert "{" + ",".join(subcommands) + "}" in text
+            continue
         flag = field.name.replace("_", "-")
         shown = (f"--{flag}", f"--no-{flag}", field.name.upper())
-        assert any(s in text for s in shown), f"{name}: {field.name} is not in --help"
+        assert any(s in text for s in shown), f"{config.__name__}: {field.name} is not in --help"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_subcommand_has_help_and_documented_fields(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([name, "--help"]) == 0
+    check_documented(COMMANDS[name].config, capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("args", "config"),
+    [(["leaderboard", "build"], BuildConfig), (["leaderboard", "verify"], VerifyConfig)],
+)
+def test_nested_subcommands_have_help_and_documented_fields(
+    args: list[str], config: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*args, "--help"]) == 0
+    check_documented(config, capsys.readouterr().out)
 
 
 def test_no_arguments_prints_help(capsys: pytest.CaptureFixture[str]) -> None:

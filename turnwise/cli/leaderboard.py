@@ -55,6 +55,7 @@ class LeaderboardConfig:
         ],
         tyro.conf.OmitArgPrefixes,
     ]
+    """`build` a page from results, or `verify` a submission."""
 
 
 def leaderboard(config: LeaderboardConfig) -> int:

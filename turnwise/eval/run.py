@@ -5,6 +5,8 @@ collection per (entry, seed) under `OUT/collect/`. Then:
 
     OUT/episodes.jsonl   every episode's full trajectory, in suite order, with its suite
                          coordinates in `metadata` (`suite_entry`, `suite_seed`, `family`)
+    OUT/suite.json       the suite played, resolved (what a verifier checks a suite that is
+                         not built in against)
     OUT/summary.json     success rate with a 95% bootstrap interval, mean reward, turns,
                          tokens, wall time and errors: overall, per family and per env; plus
                          the suite id and digest, the engine versions, the policy and a label
@@ -34,6 +36,7 @@ __all__ = ["SCHEMA", "EvalConfig", "evaluate", "summarize"]
 SCHEMA = "turnwise-eval/1"
 EPISODES = "episodes.jsonl"
 SUMMARY = "summary.json"
+SUITE = "suite.json"
 
 
 @dataclass
@@ -118,6 +121,7 @@ def evaluate(config: EvalConfig, *, policy: Any = None, progress: bool = False) 
     from turnwise.trajectory import write_jsonl
 
     write_jsonl(trajectories, out / EPISODES)
+    (out / SUITE).write_text(json.dumps(suite.to_dict(), indent=2) + "\n", encoding="utf-8")
     summary = summarize(trajectories, suite, policy=config.policy, label=config.label)
     tmp = out / f".{SUMMARY}.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

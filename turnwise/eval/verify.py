@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from turnwise.eval.run import EPISODES, SUMMARY, summarize
-from turnwise.eval.suites import Suite, SuiteEntry, installed_versions, load_suite
+from turnwise.eval.run import EPISODES, SUITE, SUMMARY, summarize
+from turnwise.eval.suites import Suite, SuiteEntry, installed_versions, list_suites, load_suite
 from turnwise.trajectory import Trajectory
 
 __all__ = ["Rejection", "VerifyReport", "replay_episode", "verify"]
@@ -82,8 +82,20 @@ def verify(submission: str | Path, *, suite: str | Path | None = None) -> Verify
         raise ValueError(f"{folder} has no {EPISODES}: the episodes are the evidence") from None
     except (OSError, TrajectoryFormatError, ValueError) as exc:
         raise ValueError(f"{folder / EPISODES} is not readable: {exc}") from None
-    the_suite = load_suite(suite if suite is not None else suite_id)
-    report = VerifyReport(the_suite.id)
+    warnings = []
+    if suite is not None:
+        the_suite = load_suite(suite)
+    elif suite_id in list_suites():
+        the_suite = load_suite(suite_id)
+    elif (folder / SUITE).is_file():
+        the_suite = load_suite(folder / SUITE)
+        warnings.append(
+            f"{suite_id} is not a built-in suite: checked against the copy the submission "
+            f"carries ({SUITE}); pass --suite FILE to check against yours"
+        )
+    else:
+        raise ValueError(f"{suite_id} is not a built-in suite: pass --suite FILE")
+    report = VerifyReport(the_suite.id, warnings=warnings)
     if summary["suite"].get("digest") != the_suite.digest:
         report.rejections.append(
             Rejection(
