@@ -97,8 +97,9 @@ BASELINE_DIR ?= docs/leaderboards
 baselines: install ## evaluate the baselines on every suite and rebuild the leaderboard pages
 	@for suite in $(BASELINE_SUITES); do \
 	  results=$(BASELINE_DIR)/$$suite/results; rm -rf "$$results"; \
-	  for policy in expert random hf:tiny; do \
-	    $(PYTHON) -m turnwise eval --suite $$suite --policy $$policy \
+	  for run in "expert|expert (the ceiling)" "random|random agent" "hf:tiny|tiny model, untrained"; do \
+	    policy=$${run%%|*}; \
+	    $(PYTHON) -m turnwise eval --suite $$suite --policy $$policy --label "$${run#*|}" \
 	      --out "$$results/$${policy#hf:}" --max-tokens 48 || exit 1; \
 	  done; \
 	  $(PYTHON) -m turnwise leaderboard build "$$results"/* --out $(BASELINE_DIR)/$$suite \

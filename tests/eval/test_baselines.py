@@ -1,0 +1,53 @@
+"""The shipped leaderboards in docs/leaderboards/ (written by `make baselines`).
+
+Every built-in suite ships its three baselines: the expert (the ceiling), the random agent and
+the untrained tiny model. Each must be a submission of the suite as it is now (a suite edited
+without re-running `make baselines` fails here), be on its page, and replay exactly.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pytest
+
+from turnwise.eval.leaderboard import load_summary
+from turnwise.eval.suites import list_suites, load_suite
+from turnwise.eval.verify import verify
+
+ROOT = Path(__file__).resolve().parents[2] / "docs" / "leaderboards"
+BASELINES = ("expert", "random", "tiny")
+
+
+@pytest.mark.parametrize("suite_id", list_suites())
+def test_every_suite_ships_its_baselines_on_its_page(suite_id: str) -> None:
+    suite = load_suite(suite_id)
+    folder = ROOT / suite_id
+    summaries = {name: load_summary(folder / "results" / name) for name in BASELINES}
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    table = (folder / "leaderboard.md").read_text(encoding="utf-8")
+    for summary in summaries.values():
+        assert summary["suite"] == {
+            "id": suite.id, "name": suite.name, "version": suite.version, "digest": suite.digest,
+        }  # fmt: skip
+        assert summary["overall"]["episodes"] == len(suite.episodes())
+        assert html.escape(summary["label"]) in page and summary["label"] in table
+    assert summaries["expert"]["overall"]["success_rate"] == 1.0  # the ceiling is reached
+    assert summaries["tiny"]["overall"]["tokens"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", BASELINES)
+def test_the_shipped_text_baselines_replay(policy: str) -> None:
+    report = verify(ROOT / "turnwise-text-v0" / "results" / policy)
+    assert report.ok, [str(r) for r in report.rejections]
+    assert report.episodes == len(load_suite("turnwise-text-v0").episodes())
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("policy", BASELINES)
+def test_the_shipped_web_baselines_replay(policy: str) -> None:
+    report = verify(ROOT / "turnwise-web-v0" / "results" / policy)
+    assert report.ok, [str(r) for r in report.rejections]
+    assert report.episodes == len(load_suite("turnwise-web-v0").episodes())
