@@ -22,11 +22,13 @@ from turnwise.core import Env, StepResult
 
 from .._params import CountRange, count_range
 from .tasks import PRESETS, SPLITS, Catalog, default_max_turns
-from .world import DIRECTIONS, Move, State, World, WorldConfig
+from .world import DIRECTIONS, GOAL_ITEM, Move, State, World, WorldConfig
 
 __all__ = ["GRAMMAR", "INSTRUCTION", "KeyDoorEnv"]
 
 INSTRUCTION = "Find the gold coin and take it."
+#: The action that completes every task (reset info `gold_action`: what IGPO scores its belief in).
+GOLD_ACTION = f"take {GOAL_ITEM}"
 GRAMMAR = (
     "Commands: look, inventory, go <direction>, take <item>, unlock <direction> door with <key>."
 )
@@ -63,6 +65,9 @@ class KeyDoorEnv(Env):
             `(min, max)` range. A custom configuration has its own task ids (`r7l2d1-train-...`).
         split, reward_weights, max_action_length, render_mode: as in `turnwise.Env`.
         max_turns: defaults to 15 / 30 / 50 for easy / medium / hard.
+
+    Reset info adds `gold_action`, the action that ends every task (`take gold coin`), to the
+    standard keys: IGPO scores its belief in that reply.
 
     Reward terms: `outcome` (1.0 on taking the coin), `progress` (potential-based:
     `(d_before - d_after) / d_start`, where `d` is the optimal number of state-changing steps
@@ -167,7 +172,7 @@ class KeyDoorEnv(Env):
         self._dir_order = tuple(sorted(range(4), key=lambda i: draws[i]))
         self._item_order = tuple(sorted(range(len(world.items)), key=lambda i: draws[4 + i]))
         self._enter(world.initial)
-        return self._describe(), {"instruction": INSTRUCTION}
+        return self._describe(), {"instruction": INSTRUCTION, "gold_action": GOLD_ACTION}
 
     def _step(self, action: str) -> StepResult:
         command = " ".join(action.lower().split())

@@ -43,6 +43,9 @@ CASES: dict[str, tuple[dict[str, Any], int]] = {
     # The step term at a tenth of the outcome's weight (α = 1 in the paper): a PRM that trains
     # slower than the policy scores what the policy just learned below the rest (oprl.md).
     "oprl": ({"prm_weight": 0.1}, 13),
+    # KeyDoor's gold action (`take gold coin`): the belief in it rises on entering the coin's
+    # room, which is the information gain IGPO rewards.
+    "igpo": ({}, 13),
     # The critic learns values before they set the advantages: from a zero critic, the first
     # advantages (whitened returns) push down every sampled token, the reply format's too.
     "ppo": ({"critic_warmup": 3}, 13),

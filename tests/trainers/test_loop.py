@@ -286,7 +286,10 @@ def test_a_run_without_checkpoints_is_not_overwritten(tmp_path: Path) -> None:
 
 
 def test_igpo_needs_a_gold_answer(tmp_path: Path) -> None:
-    config = tiny(tmp_path / "igpo", "nano", algo="igpo", iterations=1, eval_every=0)
+    config = tiny(
+        tmp_path / "igpo", "nano", algo="igpo", iterations=1, eval_every=0,
+        env="turnwise/ALFWorldGen-v0", env_kwargs="",
+    )  # fmt: skip
     with pytest.raises(ValueError, match="igpo needs envs that give a gold answer"):
         train(config, console=False)
 
