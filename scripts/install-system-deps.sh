@@ -24,6 +24,8 @@ PACKAGE_TABLE='
 core
 text build-essential cmake
 web chromium
+gui xvfb xdotool
+swe bubblewrap git
 '
 # ---------------------------------------------------------------------------------------------
 
