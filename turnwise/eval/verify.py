@@ -242,8 +242,9 @@ def _compare_turn(
 
 
 def _check_summary(claimed: dict[str, Any], actual: dict[str, Any], report: VerifyReport) -> None:
-    """The summary's env-side numbers (episodes, success, reward, turns) must be the episodes'."""
-    keys = ("episodes", "success_rate", "reward_mean", "turns_mean")
+    """The summary's env-side numbers (episodes, success and its interval, reward, turns) must
+    be the episodes'."""
+    keys = ("episodes", "success_rate", "ci_low", "ci_high", "reward_mean", "turns_mean")
     groups = [("overall", claimed.get("overall"), actual["overall"])]
     for part in ("families", "envs"):
         for name, stats in actual[part].items():
