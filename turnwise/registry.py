@@ -130,8 +130,8 @@ def make(id: str, **kwargs: Any) -> Any:
         >>> import turnwise
         >>> env = turnwise.make("turnwise/KeyDoor-v0")
         >>> obs, info = env.reset(seed=0)
-        >>> sorted(info)[:3]
-        ['admissible_actions', 'instruction', 'max_turns']
+        >>> info["task_id"], info["max_turns"]
+        ('medium-train-00911', 30)
         >>> env.close()
     """
     record = entry(id)
