@@ -106,6 +106,8 @@ baselines: install ## evaluate the baselines on every suite and rebuild the lead
 	  $(PYTHON) -m turnwise leaderboard build "$$results"/* --out $(BASELINE_DIR)/$$suite \
 	    --title "$$suite: baselines" || exit 1; \
 	done
+	$(PYTHON) -c "from turnwise.eval.leaderboard import screenshot; \
+	  print(screenshot('$(BASELINE_DIR)/turnwise-bench-v0/index.html', 'docs/images/leaderboard-bench.png'))"
 
 clean: ## remove caches, build outputs and demo runs
 	rm -rf .cache .mypy_cache .pytest_cache .ruff_cache build dist runs
