@@ -39,6 +39,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from turnwise.eval.run import stats
 from turnwise.eval.stats import bootstrap_ci
 from turnwise.trajectory import Trajectory
 
@@ -416,15 +417,13 @@ class Trainer:
         )  # fmt: skip
         self.model.eval()
         collect(config, policy=self.policy)
-        trajs = list(iter_trajectories(folder))
-        successes = [float(t.success) for t in trajs]
-        low, high = bootstrap_ci(successes, seed=cfg.seed)
+        done = stats(list(iter_trajectories(folder)), seed=cfg.seed)
         return {
-            "eval/success_rate": float(np.mean(successes)),
-            "eval/success_rate_ci_low": low,
-            "eval/success_rate_ci_high": high,
-            "eval/reward_mean": float(np.mean([t.total_reward for t in trajs])),
-            "eval/turns_mean": float(np.mean([t.num_turns for t in trajs])),
+            "eval/success_rate": done["success_rate"],
+            "eval/success_rate_ci_low": done["ci_low"],
+            "eval/success_rate_ci_high": done["ci_high"],
+            "eval/reward_mean": done["reward_mean"],
+            "eval/turns_mean": done["turns_mean"],
         }
 
     # ------------------------------------------------------------------ scoring
@@ -438,9 +437,14 @@ class Trainer:
         size = self.config.micro_batch_size
         ordered = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
         micros = [[rows[i] for i in ordered[k : k + size]] for k in range(0, len(ordered), size)]
-        if synced and self.sharded:
-            micros += [[] for _ in range(self.dist.most(len(micros)) - len(micros))]
+        if synced:
+            micros += [[] for _ in range(self._passes_to_join(len(micros)))]
         return micros
+
+    def _passes_to_join(self, passes: int) -> int:
+        """How many empty passes this rank adds to its `passes` so that every rank runs as many
+        forward passes of a sharded model (each is a collective); 0 unsharded."""
+        return self.dist.most(passes) - passes if self.sharded else 0
 
     def _empty_pass(self, model: Any) -> Any:
         """A one-token forward pass of `model`: this rank's part in a sharded model's
@@ -921,8 +925,7 @@ class Trainer:
         with torch.no_grad():
             size = self.config.micro_batch_size
             starts = list(range(0, len(probes), size))
-            if self.sharded:  # every rank joins every pass of the sharded model
-                starts += [len(probes)] * (self.dist.most(len(starts)) - len(starts))
+            starts += [len(probes)] * self._passes_to_join(len(starts))  # empty chunks
             for k in starts:
                 chunk = probes[k : k + size]
                 if not chunk:

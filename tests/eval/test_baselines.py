@@ -37,17 +37,15 @@ def test_every_suite_ships_its_baselines_on_its_page(suite_id: str) -> None:
     assert summaries["tiny"]["overall"]["tokens"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize(
+    "suite_id",
+    [
+        pytest.param("turnwise-text-v0", marks=pytest.mark.slow),
+        pytest.param("turnwise-web-v0", marks=pytest.mark.browser),  # replayed in Chromium
+    ],
+)
 @pytest.mark.parametrize("policy", BASELINES)
-def test_the_shipped_text_baselines_replay(policy: str) -> None:
-    report = verify(ROOT / "turnwise-text-v0" / "results" / policy)
+def test_the_shipped_baselines_replay(suite_id: str, policy: str) -> None:
+    report = verify(ROOT / suite_id / "results" / policy)
     assert report.ok, [str(r) for r in report.rejections]
-    assert report.episodes == len(load_suite("turnwise-text-v0").episodes())
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("policy", BASELINES)
-def test_the_shipped_web_baselines_replay(policy: str) -> None:
-    report = verify(ROOT / "turnwise-web-v0" / "results" / policy)
-    assert report.ok, [str(r) for r in report.rejections]
-    assert report.episodes == len(load_suite("turnwise-web-v0").episodes())
+    assert report.episodes == len(load_suite(suite_id).episodes())

@@ -160,11 +160,12 @@ def summarize(
     }
 
 
-def stats(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
-    """Success rate with its 95% bootstrap interval, means and totals of some episodes."""
+def stats(trajectories: Sequence[Trajectory], *, seed: int = 0) -> dict[str, Any]:
+    """Success rate with its 95% bootstrap interval (resampled with `seed`), means and totals
+    of some episodes."""
     n = len(trajectories)
     successes = [float(t.success) for t in trajectories]
-    low, high = bootstrap_ci(successes) if n else (0.0, 0.0)
+    low, high = bootstrap_ci(successes, seed=seed) if n else (0.0, 0.0)
     turns = [t.num_turns for t in trajectories]
     return {
         "episodes": n,

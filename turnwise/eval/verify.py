@@ -132,7 +132,7 @@ def _place(episodes: list[Trajectory], suite: Suite, report: VerifyReport) -> li
     """The episodes in suite order, each checked to be one the suite plays, once."""
     from turnwise.rollout.collector import derive_seed
 
-    expected = {episode: None for episode in suite.episodes()}
+    expected = dict.fromkeys(suite.episodes())
     found: dict[tuple[int, str, int], Trajectory] = {}
     for traj in episodes:
         try:
