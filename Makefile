@@ -68,7 +68,7 @@ _pip-install:
 	  echo "  python3 -m venv .venv && make $(MAKECMDGOALS) PYTHON=.venv/bin/python"; false; })
 	@mkdir -p $(STAMP_DIR) && touch "$(INSTALL_STAMP)"
 
-demo: install ## the main job: expert vs random agent on KeyDoor's test split, table + trajectories
+demo: install ## the main job: SFT then LOOP on a tiny model, evaluated on held-out tasks (minutes)
 	$(call timed,turnwise demo,$(PYTHON) -m turnwise demo $(DEMO_ARGS))
 
 test: install lint typecheck pytest ## everything CI checks: lint, format, types, tests

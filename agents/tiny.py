@@ -154,9 +154,16 @@ def _observation_text(obs: object) -> str:
 
 
 def corpus(
-    env_ids: Sequence[str] = ("turnwise/KeyDoor-v0",), *, episodes: int = 64, seed: int = 0
+    env_ids: Sequence[str] = ("turnwise/KeyDoor-v0",),
+    *,
+    episodes: int = 64,
+    seed: int = 0,
+    env_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[str]:
     """Text gathered offline by playing `episodes` episodes of each env with expert and random agents.
+
+    `env_kwargs` maps an env id to its constructor keyword arguments (the train split is played
+    unless they name another).
 
     Even episodes follow the env's expert (when it has one), odd ones play random admissible
     actions with an occasional invalid command, so success, failure and error messages all appear.
@@ -174,7 +181,7 @@ def corpus(
     rng = random.Random(seed)
     texts: list[str] = ["system", "user", "assistant", *_SYSTEM_PROMPTS, _FORMAT_ERROR]
     for env_id in env_ids:
-        env = turnwise.make(env_id)
+        env = turnwise.make(env_id, **dict((env_kwargs or {}).get(env_id, {})))
         try:
             for episode in range(episodes):
                 obs, info = env.reset(seed=seed * 100_003 + episode)
@@ -311,6 +318,7 @@ def build(
     episodes: int = 64,
     vocab_size: int = 1024,
     texts: Sequence[str] | None = None,
+    env_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     **overrides: Any,
 ) -> Path:
     """Build a tokenizer and model and save them as an HF checkpoint in `out_dir`; return it.
@@ -330,7 +338,9 @@ def build(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    texts = list(texts) if texts is not None else corpus(env_ids, episodes=episodes, seed=seed)
+    if texts is None:
+        texts = corpus(env_ids, episodes=episodes, seed=seed, env_kwargs=env_kwargs)
+    texts = list(texts)
     tokenizer = build_tokenizer(texts, vocab_size=vocab_size)
     model = build_model(tokenizer, preset, seed=seed, **overrides)
     tokenizer.save_pretrained(out)

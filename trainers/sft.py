@@ -123,6 +123,7 @@ def train_sft(
     weight_decay: float = 0.0,
     max_grad_norm: float = 1.0,
     max_length: int | None = None,
+    prompt_weight: float = 0.0,
     seed: int = 0,
 ) -> dict[str, float]:
     """Fine-tune `model` in place on the reply tokens of `trajectories`; returns metrics.
@@ -130,6 +131,11 @@ def train_sft(
     Minibatches of `batch_size` rows (one row per trajectory context) are drawn in a shuffled
     order per epoch (seeded); the loss is the token-mean negative log-likelihood of the trained
     tokens of the minibatch; AdamW with gradient-norm clipping.
+
+    `prompt_weight` > 0 adds the mean negative log-likelihood of the prompt tokens (system prompt,
+    observations, admissible actions), times that weight, to the loss: a model trained from
+    scratch then learns the env's language along with the replies, at no extra compute (the
+    forward pass scores every token anyway).
     """
     import torch
 
@@ -137,6 +143,8 @@ def train_sft(
     rows = [r for r in rows if r.generated]
     if not rows:
         raise ValueError("no trainable tokens: the trajectories have no recorded replies")
+    if prompt_weight < 0:
+        raise ValueError(f"prompt_weight must be >= 0, got {prompt_weight}")
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     params = [p for p in model.parameters() if p.requires_grad]
@@ -154,6 +162,11 @@ def train_sft(
             logprobs = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
             mask = batch["loss_mask"]
             loss = -(logprobs * mask).sum() / mask.sum().clamp(min=1)
+            if prompt_weight > 0:
+                context = batch["attention_mask"].bool() & ~mask
+                context[:, 0] = False  # the first token has nothing to be predicted from
+                prompt_nll = -(logprobs * context).sum() / context.sum().clamp(min=1)
+                loss = loss + prompt_weight * prompt_nll
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)

@@ -21,7 +21,6 @@ import pytest
 import turnwise
 from turnwise.cli import COMMANDS, main
 from turnwise.cli.leaderboard import BuildConfig, VerifyConfig
-from turnwise.trajectory import read_jsonl, read_parquet
 
 KEYDOOR = "turnwise/KeyDoor-v0"
 
@@ -290,35 +289,6 @@ def test_play_unknown_task_or_split_is_a_usage_error(
     assert message in err and "Traceback" not in err
 
 
-# ----------------------------------------------------------------------------- demo
-def test_demo_writes_readable_trajectories(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out_dir = tmp_path / "demo"
-    assert main(["demo", "--episodes", "3", "--out", str(out_dir)]) == 0
-    out = capsys.readouterr().out
-    for header in ("agent", "success rate", "mean reward", "mean turns"):
-        assert header in out
-    assert "expert" in out and "random" in out
-    assert str(out_dir / "trajectories.jsonl") in out
-    from_jsonl = read_jsonl(out_dir / "trajectories.jsonl")
-    from_parquet = read_parquet(out_dir / "trajectories.parquet")
-    assert len(from_jsonl) == 6
-    assert [t.to_dict() for t in from_jsonl] == [t.to_dict() for t in from_parquet]
-    by_policy = {p: [t for t in from_jsonl if t.policy == p] for p in ("expert", "random")}
-    pairs = {p: [(t.task_id, t.seed) for t in ts] for p, ts in by_policy.items()}
-    assert pairs["expert"] == pairs["random"]  # same tasks, same seeds
-    test_tasks = set(turnwise.make(KEYDOOR).unwrapped.tasks("test"))
-    assert {task for task, _ in pairs["expert"]} <= test_tasks
-    assert all(t.success for t in by_policy["expert"])
-    summary = json.loads((out_dir / "summary.json").read_text())
-    assert [a["agent"] for a in summary["agents"]] == ["expert", "random"]
-
-
-def test_demo_rejects_bad_episodes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--episodes", "0"]) == 2
-
-
 # ----------------------------------------------------------------------------- errors
 def test_unknown_env_id_suggests_close_matches() -> None:
     result = run("check", "turnwise/KeyDor-v0")
@@ -346,7 +316,7 @@ def test_bad_env_kwargs_json(
 
 
 def test_env_kwargs_the_env_rejects(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--episodes", "1", "--env-kwargs", '{"no_such_option": 1}']) == 2
+    assert main(["demo", "--env-kwargs", '{"no_such_option": 1}']) == 2
     err = capsys.readouterr().err
     assert "no_such_option" in err and "Traceback" not in err
 
