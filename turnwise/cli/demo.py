@@ -51,7 +51,7 @@ __all__ = [
 
 #: The text world the demo trains on by default.
 DEMO_ENV = "turnwise/KeyDoor-v0"
-#: Its settings: two rooms, the key or coin in the first or the second, no locked door, four
+#: Its settings: two rooms, no locked door, the gold coin in the room next to the start, four
 #: turns. A 2-layer model trained from scratch on two CPU cores learns these in minutes; see
 #: docs/demo.md for the text worlds (ALFWorldGen, TextWorld) it does not learn in that time yet.
 DEMO_ENV_KWARGS: dict[str, Any] = {
