@@ -323,7 +323,8 @@ def build(
 ) -> Path:
     """Build a tokenizer and model and save them as an HF checkpoint in `out_dir`; return it.
 
-    `texts` replaces the env corpus when given. Same arguments, same files (byte for byte).
+    The corpus is played in `env_ids`, made with `env_kwargs[env_id]` where given; `texts`
+    replaces the env corpus when given. Same arguments, same files (byte for byte).
 
     Example:
         >>> import tempfile

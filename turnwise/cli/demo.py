@@ -338,13 +338,19 @@ def _base_model(config: DemoConfig, env_kwargs: dict[str, Any]) -> Path:
     """A local checkpoint as given, or a tiny preset built from the env's text (cached)."""
     import hashlib
 
-    from turnwise.agents.tiny import MANIFEST, PRESETS, build
+    from turnwise._version import __version__
+    from turnwise.agents.tiny import FORMAT_VERSION, MANIFEST, PRESETS, build
     from turnwise.files import build_folder_once
     from turnwise.paths import cache_dir
 
     if config.model not in PRESETS:
         return _checkpoint(config.model)
-    key = json.dumps([config.model, config.env, env_kwargs, config.seed], sort_keys=True)
+    # The tiny builder's format and turnwise's version are in the key: either may change the
+    # corpus (an env's wording) or the files written for the same settings.
+    key = json.dumps(
+        [FORMAT_VERSION, __version__, config.model, config.env, env_kwargs, config.seed],
+        sort_keys=True,
+    )
     name = f"{config.model}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     return build_folder_once(
         cache_dir("tiny", "demo") / name,
