@@ -325,10 +325,8 @@ def _checkpoint(model: str) -> Path:
     """`--model` as a local checkpoint folder (when it is not a tiny preset)."""
     path = Path(model).expanduser()
     if not (path / "config.json").is_file():
-        from turnwise.agents.tiny import PRESETS
-
         raise CLIError(
-            f"--model {model!r} is neither a tiny preset ({', '.join(PRESETS)}) nor a folder "
+            f"--model {model!r} is neither a tiny preset ({', '.join(_presets())}) nor a folder "
             "with a Hugging Face checkpoint (config.json)"
         )
     return path
@@ -339,11 +337,11 @@ def _base_model(config: DemoConfig, env_kwargs: dict[str, Any]) -> Path:
     import hashlib
 
     from turnwise._version import __version__
-    from turnwise.agents.tiny import FORMAT_VERSION, MANIFEST, PRESETS, build
+    from turnwise.agents.tiny import FORMAT_VERSION, MANIFEST, build
     from turnwise.files import build_folder_once
     from turnwise.paths import cache_dir
 
-    if config.model not in PRESETS:
+    if config.model not in _presets():
         return _checkpoint(config.model)
     # The tiny builder's format and turnwise's version are in the key: either may change the
     # corpus (an env's wording) or the files written for the same settings.
