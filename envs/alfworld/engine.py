@@ -21,10 +21,12 @@ Two things are done differently, both invisible in what the agent sees:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,18 @@ def _load_textworld() -> tuple[Any, Any, Any, Any]:
     return textworld, GenericEnvironment, AlfredDemangler, AlfredInfos
 
 
+@contextlib.contextmanager
+def _argv_kept() -> Iterator[None]:
+    """Put `sys.argv` back afterwards: textworld's PDDL translator (fast-downward) overwrites it
+    with its own command line (`translate.py domain task`) when it loads or resets a game."""
+    argv, saved = sys.argv, list(sys.argv)
+    try:
+        yield
+    finally:
+        argv[:] = saved  # the same list object, with its own contents, whatever was done to it
+        sys.argv = argv
+
+
 class Engine:
     """One alfworld TextWorld-PDDL engine (its own copy of fast-downward), playing one game."""
 
@@ -145,7 +159,8 @@ class Engine:
         with warnings.catch_warnings():
             # textworld's PddlEnv.load reads the file without closing it.
             warnings.simplefilter("ignore", ResourceWarning)
-            self._env.load(path)
+            with _argv_kept():
+                self._env.load(path)
         self.game_file = path
         infos = self._env._entity_infos  # the demangled names alfworld gave every entity
         self.names = {key: (info.name or key).strip() for key, info in infos.items()}
@@ -154,7 +169,8 @@ class Engine:
         """Start the loaded game from its initial state."""
         if self.game_file is None:
             raise RuntimeError("Engine.reset() before load()")
-        return self._keep(self._env.reset())
+        with _argv_kept():
+            return self._keep(self._env.reset())
 
     def is_admissible(self, command: str) -> bool:
         return command in self._admissible_set

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,18 @@ def test_reset_info_and_instruction(env: ALFWorldGenEnv) -> None:
     assert info["task_type"] == "pick_heat_then_place_in_recep"
     assert "look" in info["admissible_actions"] and info["max_turns"] == 50
     assert env.reward_weights == {"valid": 0.1, "outcome": 1.0, "progress": 0.5}
+
+
+def test_playing_leaves_the_host_command_line_alone(
+    env: ALFWorldGenEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # textworld's PDDL translator sets sys.argv to its own command line when it loads a game.
+    argv = ["my_script.py", "--flag", "value"]
+    monkeypatch.setattr(sys, "argv", argv)
+    env.reset(seed=0, options={"task_id": "small-train-00005"})  # a game this env has not loaded
+    env.step("look")
+    env.reset(seed=1, options={"task_id": "small-train-00005"})
+    assert sys.argv is argv and argv == ["my_script.py", "--flag", "value"]
 
 
 # -------------------------------------------------------------------- bad input
