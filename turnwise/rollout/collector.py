@@ -365,6 +365,23 @@ def _inspect_env(config: CollectConfig, env_kwargs: dict[str, Any]) -> tuple[lis
     return all_tasks[: config.tasks], _env_info(record, env_kwargs, len(all_tasks))
 
 
+def _forkserver_preload(entry_point: str) -> list[str]:
+    """What the fork server imports once, before it forks any worker: the main module (as
+    multiprocessing does by default), the worker code and the env's own module.
+
+    A worker forked from a server that has these loaded starts in milliseconds; otherwise each
+    one imports turnwise, gymnasium and numpy again, ~0.2 s of CPU per worker and collection.
+    The list takes effect when the server starts (the first collection of the process) and
+    later calls change nothing; a module that fails to import there is skipped by
+    multiprocessing and imported by the worker as before.
+
+    Example:
+        >>> _forkserver_preload("turnwise.envs.keydoor.env:KeyDoorEnv")
+        ['__main__', 'turnwise.rollout.workers', 'turnwise.envs.keydoor.env']
+    """
+    return ["__main__", "turnwise.rollout.workers", entry_point.partition(":")[0]]
+
+
 def _check_main_importable() -> None:
     """Worker processes (forkserver, spawn) re-import the main module from its file: a script
     read from stdin has none, and every worker would die on start with no useful message."""
@@ -419,6 +436,7 @@ class _Loop:
         self.config = config
         self.env_kwargs = env_kwargs
         self.env_version = str(env_info["version"])
+        self.entry_point = str(env_info["entry_point"])
         self.store = store
         self.policy = policy
         self.on_trajectory = on_trajectory
@@ -438,6 +456,8 @@ class _Loop:
             return
         _check_main_importable()
         ctx = multiprocessing.get_context(self.config.start_method)
+        if self.config.start_method == "forkserver" and self.config.backend != "ray":
+            ctx.set_forkserver_preload(_forkserver_preload(self.entry_point))
         count = min(self.config.workers, len(todo))
         args = (self.config.env, self.env_kwargs, self.config.split, self.limits)
         for index in range(count):
