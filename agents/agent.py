@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from turnwise.parsing import ParseResult, parse_tagged
+from turnwise.parsing import ByNumber, ParseResult, parse_tagged
 
 from .policy import Generation, GenerationRequest, Policy, Sampling
 from .prompting import Exchange, PromptTemplate, build_messages, message_counter, parse_plain
@@ -72,6 +72,7 @@ class LLMAgent:
         template: renders observations (default: the generic template, in the reply format of
             `parser`); `turnwise.agents.template_for(env)` picks the one for an env's family.
         parser: reply text → `ParseResult`; `run_episode` wraps the env in `ParseAction` with it.
+            With a `choices="number"` template it is wrapped in `ByNumber`.
         sampling: temperature, top-p, max tokens, stop strings and the base seed.
         history: `"full"`, or keep only the last k exchanges (k >= 0).
         token_budget: the most tokens a prompt may hold (measured with the policy's tokenizer
@@ -103,10 +104,14 @@ class LLMAgent:
                 f"{getattr(policy, 'name', policy)!r} has none"
             )
         self.policy = policy
-        self.parser = parser
+        base = parser.parser if isinstance(parser, ByNumber) else parser
         self.template = template or PromptTemplate(
-            reply_format="plain" if parser is parse_plain else "react"
+            reply_format="plain" if base is parse_plain else "react",
+            choices="number" if isinstance(parser, ByNumber) else "text",
         )
+        # A template that numbers the admissible actions needs a parser that reads numbers.
+        by_number = self.template.choices == "number" and not isinstance(parser, ByNumber)
+        self.parser: Callable[[str], ParseResult] = ByNumber(parser) if by_number else parser
         self.sampling = sampling or Sampling()
         self.max_turns = None if history == "full" else int(history)
         self.token_budget = token_budget

@@ -67,6 +67,7 @@ __all__ = [
 ]
 
 ReplyFormat = Literal["react", "plain"]
+Choices = Literal["text", "number"]
 MessageCounter = Callable[[Sequence[Message]], int]
 
 _REACT = (
@@ -74,6 +75,7 @@ _REACT = (
     "<think>your reasoning about what to do next</think><action>one action</action>"
 )
 _PLAIN = "Reply with exactly one action and nothing else: no explanation, no quotes."
+_BY_NUMBER = "The admissible actions are numbered each turn: answer with the number of one."
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,10 @@ class PromptTemplate:
         max_admissible: list at most this many admissible actions (and say how many more).
         system_role: put the system prompt in a `system` message; when False (for chat templates
             without a system role) it is prepended to the first user message instead.
+        choices: `text` (the agent writes the action) or `number` (the admissible actions are
+            listed `1: …`, `2: …` and the agent answers with a number, which `ByNumber`
+            parsing turns back into the command; `LLMAgent` sets that parser up). Numbers
+            spare a small model from spelling long commands; the env still receives commands.
 
     Example:
         >>> t = PromptTemplate(reply_format="plain")
@@ -104,6 +110,7 @@ class PromptTemplate:
     reply_format: ReplyFormat = "react"
     max_admissible: int = 50
     system_role: bool = True
+    choices: Choices = "text"
 
     family: ClassVar[str] = "other"
     role: ClassVar[str] = "You are an agent acting in an environment over many turns."
@@ -115,11 +122,18 @@ class PromptTemplate:
             raise ValueError(f"reply_format must be 'react' or 'plain', got {self.reply_format!r}")
         if self.max_admissible < 0:
             raise ValueError(f"max_admissible must be >= 0, got {self.max_admissible}")
+        if self.choices not in ("text", "number"):
+            raise ValueError(f"choices must be 'text' or 'number', got {self.choices!r}")
+        if self.choices == "number" and self.max_admissible == 0:
+            raise ValueError(
+                "choices='number' needs the admissible actions listed (max_admissible > 0)"
+            )
 
     # ------------------------------------------------------------------ system prompt
     def system_prompt(self, info: Mapping[str, Any]) -> str:
         """The role, the reply format, and the task instruction from the reset `info`."""
-        parts = [self.role, self.action_hint, _REACT if self.reply_format == "react" else _PLAIN]
+        hint = _BY_NUMBER if self.choices == "number" else self.action_hint
+        parts = [self.role, hint, _REACT if self.reply_format == "react" else _PLAIN]
         instruction = str(info.get("instruction", "")).strip()
         if instruction:
             parts.append(f"Your task: {instruction}")
@@ -147,7 +161,10 @@ class PromptTemplate:
         actions = info.get("admissible_actions")
         if actions and self.max_admissible > 0:
             shown = [str(a) for a in actions[: self.max_admissible]]
-            listing = "\n".join(f"- {a}" for a in shown)
+            if self.choices == "number":
+                listing = "\n".join(f"{i}: {a}" for i, a in enumerate(shown, 1))
+            else:
+                listing = "\n".join(f"- {a}" for a in shown)
             more = len(actions) - len(shown)
             tail = f"\n(and {more} more)" if more > 0 else ""
             parts.append(f"Admissible actions:\n{listing}{tail}")

@@ -219,6 +219,10 @@ class TrainConfig:
     """Most tokens generated per turn."""
     max_turns: int | None = None
     """Truncate episodes after this many turns (besides the env's own limit)."""
+    choices: Literal["text", "number"] = "text"
+    """How the policy names its action: `text` (it writes the command) or `number` (the prompt
+    numbers the env's admissible actions and it answers with one; see
+    `turnwise.agents.PromptTemplate`). IGPO scores the gold action's text and needs `text`."""
 
     # ---------------------------------------------------------------- model and optimiser
     device: str = "auto"
@@ -358,6 +362,12 @@ class TrainConfig:
             raise ValueError("--kl-horizon must be at least 1")
         if self.micro_batch_size < 1:
             raise ValueError("--micro-batch-size must be at least 1")
+        if self.choices not in ("text", "number"):
+            raise ValueError(f"--choices must be 'text' or 'number', got {self.choices!r}")
+        if self.choices == "number" and self.algo == "igpo":
+            raise ValueError(
+                "igpo scores the env's gold action as written, so it needs --choices text"
+            )
         if self.fsdp and self.lora_rank:
             raise ValueError(
                 "--fsdp with --lora-rank is not supported: train the LoRA adapter with plain "

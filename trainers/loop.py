@@ -371,7 +371,7 @@ class Trainer:
             "env": cfg.env, "env_kwargs": cfg.env_kwargs, "policy": self.model_spec,
             "out": folder, "split": cfg.split, "workers": cfg.workers, "seed": cfg.seed,
             "temperature": cfg.temperature, "max_tokens": cfg.max_tokens,
-            "max_turns": cfg.max_turns, "progress": False,
+            "max_turns": cfg.max_turns, "choices": cfg.choices, "progress": False,
         }  # fmt: skip
         return CollectConfig(**{**settings, **options})
 

@@ -80,11 +80,14 @@ def demonstrations(
     split: str = "train",
     seed: int = 0,
     only_successes: bool = True,
+    choices: str = "text",
 ) -> list[Trajectory]:
     """Expert episodes on the first `tasks` tasks of `split` (or these task ids), token-exact.
 
     The env must implement `expert_action()`. Seeds are derived as the collector derives them,
     so a demonstration of a task is the episode a collected group of that task starts from.
+    With `choices="number"` the prompts number the admissible actions and each reply is the
+    number of the expert's action (its text when the env does not list it).
     """
     import turnwise
     from turnwise.agents.agent import LLMAgent
@@ -94,12 +97,17 @@ def demonstrations(
 
     env = turnwise.make(env_id, **{**dict(env_kwargs or {}), "split": split})
     try:
-        expert = env.unwrapped.expert_action
-        template = template_for(env_id)
-        agent = LLMAgent(
-            ScriptedReplies(tokenizer, lambda: reply_for(expert(), template.reply_format)),
-            template=template,
-        )
+        base = env.unwrapped
+        template = template_for(env_id, choices=choices)
+
+        def reply() -> str:
+            action = base.expert_action()
+            if choices == "number":
+                listed = list(base.admissible_actions() or ())
+                action = str(listed.index(action) + 1) if action in listed else action
+            return reply_for(action, template.reply_format)
+
+        agent = LLMAgent(ScriptedReplies(tokenizer, reply), template=template)
         task_ids = list(env.unwrapped.tasks(split))[:tasks] if isinstance(tasks, int) else tasks
         out = []
         for task_id in task_ids:

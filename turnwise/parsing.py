@@ -7,9 +7,10 @@ and the agents agree on what a well-formed reply is.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ParseResult", "parse_tagged"]
+__all__ = ["ByNumber", "ParseResult", "parse_tagged"]
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,49 @@ def parse_tagged(text: str, tag: str = "action", *, think_tag: str | None = "thi
     if not action:
         return ParseResult(action, False, f"the <{tag}> block is empty")
     return ParseResult(action, True)
+
+
+_NUMBER = re.compile(r"\d{1,6}")
+
+
+@dataclass(frozen=True)
+class ByNumber:
+    """A parser for agents that answer with the number of an admissible action.
+
+    The prompt lists the env's admissible actions numbered from 1 (a `PromptTemplate` with
+    `choices="number"`); the reply's action is then a number, and `resolve` turns it into the
+    listed command, which is what the env receives (`ParseAction` does this with the list the
+    env gave on the same turn). A number outside the list is a format error and reaches the env
+    as an empty, invalid action; an action that is not a bare number passes through as written.
+
+    Args:
+        parser: extracts the action from the reply (default: ReAct tags).
+
+    Example:
+        >>> parse = ByNumber()
+        >>> listed = ["go to desk 1", "go to shelf 1"]
+        >>> parse.resolve(parse("<action>2</action>"), listed)
+        ParseResult(action='go to shelf 1', ok=True, error=None)
+        >>> parse.resolve(parse("<action>7</action>"), listed).error
+        'choice 7 is not listed (the actions are numbered 1 to 2)'
+        >>> parse.resolve(parse("<action>look</action>"), listed).action
+        'look'
+    """
+
+    parser: Callable[[str], ParseResult] = parse_tagged
+
+    def __call__(self, text: str) -> ParseResult:
+        return self.parser(text)
+
+    def resolve(self, parsed: ParseResult, listed: Sequence[str]) -> ParseResult:
+        """`parsed` with a bare-number action replaced by the listed action it names."""
+        choice = parsed.action.strip().rstrip(".")
+        if not _NUMBER.fullmatch(choice):
+            return parsed
+        index = int(choice)
+        if 1 <= index <= len(listed):
+            return ParseResult(str(listed[index - 1]), parsed.ok, parsed.error)
+        if not listed:
+            return ParseResult("", False, f"choice {index}: the env lists no actions this turn")
+        error = f"choice {index} is not listed (the actions are numbered 1 to {len(listed)})"
+        return ParseResult("", False, error)

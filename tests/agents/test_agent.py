@@ -10,9 +10,10 @@ import pytest
 import turnwise
 from turnwise.agents.agent import LLMAgent
 from turnwise.agents.policy import Generation, Sampling
-from turnwise.agents.prompting import PromptTemplate, parse_plain
+from turnwise.agents.prompting import PromptTemplate, TextTemplate, parse_plain
 from turnwise.agents.tokens import trajectory_tensors
 from turnwise.episode import run_episode
+from turnwise.parsing import ByNumber
 from turnwise.wrappers import ParseAction
 
 
@@ -89,6 +90,43 @@ def test_plain_parser_gets_a_plain_template(env) -> None:
     assert agent.template.reply_format == "plain"
     traj = run_episode(env, agent, seed=0)
     assert traj.success and all(t.info["format_ok"] for t in traj.turns)
+
+
+class NumberPolicy:
+    """Answers with the number of the expert's action in the listed admissible actions."""
+
+    name, tokenizer = "numbers", None
+
+    def __init__(self, env, offset=0):
+        self.env, self.offset, self.prompts = env, offset, []
+
+    def generate(self, requests):
+        listed = list(self.env.unwrapped.admissible_actions())
+        number = listed.index(self.env.unwrapped.expert_action()) + 1 + self.offset
+        self.prompts += [r.messages[-1]["content"] for r in requests]
+        return [Generation(f"<action>{number}</action>", [], None, "stop") for _ in requests]
+
+
+def test_numbered_choices_send_the_listed_command(env) -> None:
+    policy = NumberPolicy(env)
+    agent = LLMAgent(policy, template=TextTemplate(choices="number"))
+    assert isinstance(agent.parser, ByNumber)
+    traj = run_episode(env, agent, seed=0)
+    assert traj.success and all(t.valid and t.info["format_ok"] for t in traj.turns)
+    # The raw reply is the number; the env got (and a replay would send) the command.
+    assert all(t.action.strip("<>/action").isdigit() for t in traj.turns)
+    commands = [t.info["env_action"] for t in traj.turns]
+    assert commands[-1] == "take gold coin" and not any(c.isdigit() for c in commands)
+    assert "\n1: " in policy.prompts[0] and "- " not in policy.prompts[0].split("actions:")[1]
+
+
+def test_a_number_outside_the_list_is_a_format_error(env) -> None:
+    agent = LLMAgent(NumberPolicy(env, offset=100), parser=ByNumber())
+    assert agent.template.choices == "number"
+    traj = run_episode(env, agent, seed=0, max_turns=2)
+    first = traj.turns[0]
+    assert not first.valid and not first.info["format_ok"] and first.info["env_action"] == ""
+    assert "is not listed (the actions are numbered 1 to" in first.info["format_error"]
 
 
 def test_turn_seeds_derive_from_the_reset_seed(env) -> None:

@@ -71,6 +71,18 @@ def test_admissible_actions_are_listed_and_capped() -> None:
     assert t.user_message("A hall.", {}) == "A hall."
 
 
+def test_numbered_choices_list_and_ask_for_a_number() -> None:
+    t = TextTemplate(choices="number", max_admissible=2)
+    msg = t.user_message("A hall.", {"admissible_actions": ["look", "go north", "go east"]})
+    assert msg == "A hall.\n\nAdmissible actions:\n1: look\n2: go north\n(and 1 more)"
+    system = t.system_prompt({"instruction": "Find the gold coin."})
+    assert "answer with the number of one" in system and "<action>" in system
+    with pytest.raises(ValueError, match="choices"):
+        TextTemplate(choices="letter")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_admissible"):
+        TextTemplate(choices="number", max_admissible=0)
+
+
 def test_format_feedback_after_a_malformed_reply() -> None:
     info = {"format_ok": False, "format_error": "no <action>…</action> block in the reply"}
     msg = TextTemplate().user_message({"text": "A hall."}, info)

@@ -192,6 +192,34 @@ def test_model_policy_turns_go_through_the_env_parser(tmp_path: Path) -> None:
     assert max(policy.batches) == 2  # two workers: two episodes per batch
 
 
+class FirstChoice:
+    """Answers with the number 1: the first admissible action listed."""
+
+    name, tokenizer = "first", None
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        self.prompts += [str(r.messages[-1]["content"]) for r in requests]
+        return [Generation("<action>1</action>", [], None, "stop") for _ in requests]
+
+
+def test_numbered_choices_reach_the_env_as_commands(tmp_path: Path) -> None:
+    policy, spec = FirstChoice(), "openai:http://127.0.0.1:9/v1#stub"
+    run = config(tmp_path / "number", policy=spec, tasks=2, max_turns=2, choices="number")
+    collect(run, policy=policy)
+    turns = [turn for t in iter_trajectories(run.out) for turn in t.turns]
+    assert len(turns) == 4 and all(turn.valid for turn in turns)
+    assert all(turn.info["raw_action"] == "<action>1</action>" for turn in turns)
+    assert all(turn.info["env_action"] and not turn.info["env_action"].isdigit() for turn in turns)
+    assert all("\n1: " in prompt for prompt in policy.prompts)
+    assert run.identity()["choices"] == "number"
+    assert "choices" not in config(tmp_path / "text").identity()  # as runs read before it
+    with pytest.raises(ValueError, match="--choices"):
+        config(tmp_path / "bad", choices="letter")
+
+
 def test_a_main_module_without_a_file_gets_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

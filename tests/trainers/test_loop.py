@@ -294,6 +294,11 @@ def test_igpo_needs_a_gold_answer(tmp_path: Path) -> None:
         train(config, console=False)
 
 
+def test_igpo_refuses_numbered_choices(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="igpo scores the env's gold action as written"):
+        tiny(tmp_path / "igpo", "nano", algo="igpo", choices="number")
+
+
 def test_igpo_trains_on_an_env_with_gold_answers(tmp_path: Path) -> None:
     """FactQA gives each task's gold answer: IGPO's information-gain turn rewards are not all
     0 even where outcomes tie, so even the cold nano model's weights move."""

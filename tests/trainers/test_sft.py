@@ -51,3 +51,23 @@ def test_negative_prompt_weight_is_refused(setup: tuple[object, object, list[obj
     model, tokenizer, demos = setup
     with pytest.raises(ValueError, match="prompt_weight must be >= 0"):
         train_sft(model, tokenizer, demos, prompt_weight=-1.0)
+
+
+def test_numbered_demonstrations_reply_with_the_experts_number() -> None:
+    from turnwise.agents.hf import HFPolicy
+    from turnwise.agents.tiny import default_checkpoint
+    from turnwise.trainers.sft import demonstrations
+
+    tokenizer = HFPolicy(default_checkpoint("nano"), device="cpu").tokenizer
+    kwargs = {"difficulty": "easy"}
+    text = demonstrations("turnwise/KeyDoor-v0", tokenizer, tasks=2, env_kwargs=kwargs)
+    number = demonstrations(
+        "turnwise/KeyDoor-v0", tokenizer, tasks=2, env_kwargs=kwargs, choices="number"
+    )
+    assert [t.success for t in number] == [True, True]
+    for by_text, by_number in zip(text, number, strict=True):
+        commands = [turn.info["env_action"] for turn in by_number.turns]
+        assert commands == [turn.info["env_action"] for turn in by_text.turns]
+        for turn, command in zip(by_number.turns, commands, strict=True):
+            listed = turn.info["raw_action"].removeprefix("<action>").removesuffix("</action>")
+            assert listed.isdigit() and command != listed

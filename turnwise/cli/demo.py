@@ -117,6 +117,9 @@ class DemoConfig:
     only before and after training)."""
     max_tokens: int = 12
     """Most tokens generated per turn."""
+    choices: Literal["text", "number"] = "text"
+    """How the model names its action: `text` (it writes the command) or `number` (the prompt
+    numbers the admissible actions and it answers with one), in SFT, RL and evaluation."""
     workers: int = 2
     """Env worker processes."""
     device: str = "auto"
@@ -133,6 +136,8 @@ class DemoConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.train_tasks < 0 or self.curve_every < 0:
             raise ValueError("--train-tasks and --curve-every must be >= 0")
+        if self.choices not in ("text", "number"):
+            raise ValueError(f"--choices must be 'text' or 'number', got {self.choices!r}")
         parse_env_kwargs(self.env_kwargs)
         self.rl_settings()
         self.out = Path(self.out)
@@ -286,6 +291,8 @@ def _claim(out: Path, config: DemoConfig) -> None:
     """Record the settings in OUT/demo.json, or check a previous run's are the same."""
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
     settings.pop("out")
+    if settings["choices"] == "text":
+        settings.pop("choices")  # so the folders of runs from before the option still match
     path = out / _SETTINGS
     if path.is_file():
         try:
@@ -375,7 +382,7 @@ def _sft(config: DemoConfig, env_kwargs: dict[str, Any], base: Path) -> Path:
     policy = HFPolicy(base, device=config.device)
     demos = demonstrations(
         config.env, policy.tokenizer, tasks=config.sft_tasks, env_kwargs=env_kwargs,
-        seed=config.seed,
+        seed=config.seed, choices=config.choices,
     )  # fmt: skip
     if not demos:
         raise CLIError(f"the expert solved none of the first {config.sft_tasks} train tasks")
@@ -407,8 +414,8 @@ def _rl(config: DemoConfig, env_kwargs: dict[str, Any], sft: Path) -> Path:
         eval_split="test", eval_tasks=config.eval_tasks,
         eval_every=config.curve_every or config.iterations, checkpoint_every=max(1, config.iterations // 5), keep_checkpoints=1,
         workers=config.workers,
-        max_tokens=config.max_tokens, device=config.device, backend=config.backend,
-        seed=config.seed, **config.rl_settings(),
+        max_tokens=config.max_tokens, choices=config.choices, device=config.device,
+        backend=config.backend, seed=config.seed, **config.rl_settings(),
     )  # fmt: skip
     result = train(train_config, console=True)
     if result.checkpoint is None:  # pragma: no cover - train always saves the last iteration
@@ -461,6 +468,7 @@ def _evaluate(
                 label=label,
                 workers=config.workers,
                 max_tokens=config.max_tokens,
+                choices=config.choices,
                 resume=True,
             )
         )

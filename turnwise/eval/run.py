@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from turnwise.eval.stats import bootstrap_ci
 from turnwise.eval.suites import Suite, installed_versions, load_suite
@@ -59,6 +59,9 @@ class EvalConfig:
     """Sampling temperature (0: greedy, so a deterministic policy repeats its numbers)."""
     max_tokens: int = 256
     """Most tokens generated per turn."""
+    choices: Literal["text", "number"] = "text"
+    """How a model policy names its action: `text` (it writes the command) or `number` (the
+    prompt numbers the env's admissible actions; see `turnwise.agents.PromptTemplate`)."""
     resume: bool = False
     """Carry on an evaluation cut short (its finished episodes are kept)."""
 
@@ -67,6 +70,8 @@ class EvalConfig:
             raise ValueError("--workers and --max-tokens must be at least 1")
         if self.temperature < 0:
             raise ValueError("--temperature must be >= 0")
+        if self.choices not in ("text", "number"):
+            raise ValueError(f"--choices must be 'text' or 'number', got {self.choices!r}")
         self.out = Path(self.out)
 
 
@@ -109,7 +114,7 @@ def evaluate(config: EvalConfig, *, policy: Any = None, progress: bool = False) 
                 policy=config.policy, out=folder, split=entry.split,
                 task_ids=entry.task_ids, group_size=1, workers=config.workers, seed=seed,
                 temperature=config.temperature, max_tokens=config.max_tokens,
-                max_turns=entry.max_turns, progress=progress,
+                max_turns=entry.max_turns, choices=config.choices, progress=progress,
                 resume=(folder / "manifest.json").is_file(),
             )  # fmt: skip
             collect(collect_config, policy=policy)

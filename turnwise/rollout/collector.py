@@ -64,6 +64,7 @@ _IDENTITY = (
     "top_p",
     "max_tokens",
     "max_turns",
+    "choices",
 )
 
 
@@ -100,6 +101,10 @@ class CollectConfig:
     """Nucleus sampling of a model policy."""
     max_tokens: int = 128
     """Most tokens a model policy generates per turn."""
+    choices: Literal["text", "number"] = "text"
+    """How a model policy names its action: `text` (it writes the command) or `number` (the
+    prompt numbers the env's admissible actions and it answers with one; see
+    `turnwise.agents.PromptTemplate`)."""
     max_turns: int | None = None
     """Truncate episodes after this many turns (`agent_max_turns`), besides the env's own limit."""
     turn_timeout: float | None = None
@@ -145,6 +150,8 @@ class CollectConfig:
             raise ValueError("--ray-address needs --backend ray")
         if self.retries < 0:
             raise ValueError(f"--retries must be >= 0, got {self.retries}")
+        if self.choices not in ("text", "number"):
+            raise ValueError(f"--choices must be 'text' or 'number', got {self.choices!r}")
         self.out = Path(self.out)
         self.task_ids = tuple(self.task_ids)
         if self.task_ids:
@@ -166,7 +173,10 @@ class CollectConfig:
         data["env_kwargs"] = self.env_kwargs_dict()
         data["task_ids"] = list(self.task_ids)
         # A run of the first N tasks has no task list (and reads as it did before the option).
-        return {k: data[k] for k in _IDENTITY if k != "task_ids" or self.task_ids}
+        # Likewise a run whose agent writes its actions (the default) has no `choices`.
+        skip = {"task_ids"} if not self.task_ids else set()
+        skip |= {"choices"} if self.choices == "text" else set()
+        return {k: data[k] for k in _IDENTITY if k not in skip}
 
 
 @dataclass
@@ -529,7 +539,9 @@ class _Loop:
             seed=job.sampling_seed,
         )
         slot.agent = LLMAgent(
-            self.policy, template=template_for(self.config.env), sampling=sampling
+            self.policy,
+            template=template_for(self.config.env, choices=self.config.choices),
+            sampling=sampling,
         )
         reset_agent(slot.agent, job.seed)
         self._send(slot, ("reset", job, slot.agent.parser))

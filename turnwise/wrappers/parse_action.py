@@ -7,7 +7,7 @@ from typing import Any, SupportsFloat
 
 import gymnasium
 
-from turnwise.parsing import ParseResult, parse_tagged
+from turnwise.parsing import ByNumber, ParseResult, parse_tagged
 
 __all__ = ["ParseAction"]
 
@@ -23,6 +23,9 @@ class ParseAction(gymnasium.Wrapper[dict[str, Any], str, dict[str, Any], str]):
     Args:
         env: the env to wrap.
         parser: text -> `ParseResult` (default: ReAct `<think>…</think><action>…</action>` tags).
+            A `ByNumber` parser's number names one of the admissible actions the env listed in
+            the `info` of the turn before (reset's for the first step); the env is sent that
+            action.
 
     Example:
         >>> import turnwise
@@ -41,13 +44,24 @@ class ParseAction(gymnasium.Wrapper[dict[str, Any], str, dict[str, Any], str]):
     ) -> None:
         super().__init__(env)
         self.parser = parser
+        self._listed: list[str] = []
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._listed = list(info.get("admissible_actions") or ())
+        return obs, info
 
     def step(self, action: str) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
         if isinstance(action, str):
             parsed = self.parser(action)
         else:
             parsed = ParseResult("", False, f"a reply is a string, got {type(action).__name__}")
+        if isinstance(self.parser, ByNumber):
+            parsed = self.parser.resolve(parsed, self._listed)
         obs, reward, terminated, truncated, info = self.env.step(parsed.action)
+        self._listed = list(info.get("admissible_actions") or ())
         info = {**info, "raw_action": action, "env_action": parsed.action, "format_ok": parsed.ok}
         if parsed.error is not None:
             info["format_error"] = parsed.error
