@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -279,6 +281,10 @@ class ALFWorldGenEnv(_ALFWorldBase):
         if types != TASK_TYPES:
             label += "-" + "+".join(str(TASK_TYPES.index(t) + 1) for t in types)
         self._catalog = GenCatalog(label, size, types)
+        self._generator_kwargs = {
+            "scene": scene, "n_receptacles": n_receptacles, "n_distractors": n_distractors,
+            "task_types": list(types),
+        }  # fmt: skip
         self.scene = scene
         self.size = size
         super().__init__(
@@ -297,12 +303,55 @@ class ALFWorldGenEnv(_ALFWorldBase):
         """The task type an id is dealt (known without generating its game)."""
         return self._catalog.task_type(task_id)
 
+    def cached(self, task_id: str) -> bool:
+        """Whether the game of `task_id` is generated already (else its first use makes it)."""
+        return self._catalog.cached(task_id)
+
     def game_file(self, task_id: str) -> Path:
         """The `game.tw-pddl` of `task_id`, generated and checked on first use."""
         return self._catalog.game_file(task_id, self._solve)
 
     def _game_file(self, task_id: str) -> Path:
         return self.game_file(task_id)
+
+    def prepare(self, split: str | None = None, count: int | None = None, workers: int = 1) -> None:
+        """Generate and check the first `count` games of `split` (default: all of this env's
+        split) now, in `workers` child processes, instead of one by one on first use (~0.7 s
+        each on one core).
+
+        Example (slow; not run as a doctest):
+            ALFWorldGenEnv("small").prepare("test", count=64, workers=2)
+        """
+        ids = list(self.tasks(split))[:count]
+        missing = [t for t in ids if not self.cached(t)]
+        workers = max(1, min(int(workers), len(missing)))
+        if not missing:
+            return
+        if workers == 1:
+            for task_id in missing:
+                self.game_file(task_id)
+            return
+        children = []
+        for chunk in (missing[i::workers] for i in range(workers)):
+            request = json.dumps({"env": self._generator_kwargs, "task_ids": chunk})
+            child = subprocess.Popen(
+                [sys.executable, "-c", f"from {__name__} import _prepare_main; _prepare_main()"],
+                stdin=subprocess.PIPE,
+                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+            assert child.stdin is not None
+            child.stdin.write(request)
+            child.stdin.close()
+            children.append(child)
+        problems = []
+        for child in children:
+            assert child.stderr is not None
+            err = child.stderr.read()
+            child.stderr.close()
+            if child.wait() != 0:
+                problems.append((err.strip().splitlines() or ["(no message)"])[-1])
+        if problems:
+            raise RuntimeError("generating ALFWorld games failed: " + "; ".join(problems))
 
     def _solve(self, game_file: Path, seed: int) -> list[str] | None:
         # Checked on this env's own engine: it is idle between episodes.
@@ -315,3 +364,15 @@ def _task_types(task_types: Sequence[str] | None) -> tuple[str, ...]:
     if not types or not set(types) <= set(TASK_TYPES):
         raise ValueError(f"task_types must be a non-empty subset of {TASK_TYPES}")
     return types
+
+
+def _prepare_main() -> None:
+    """Generate the games a request on stdin names, `{"env": kwargs, "task_ids": [...]}` (the
+    child processes of `ALFWorldGenEnv.prepare`)."""
+    request = json.loads(sys.stdin.read())
+    env = ALFWorldGenEnv(**request["env"])
+    try:
+        for task_id in request["task_ids"]:
+            env.game_file(task_id)
+    finally:
+        env.close()

@@ -99,6 +99,30 @@ def test_generator_is_deterministic(tmp_path: Path) -> None:
     assert game.canonical_hash.startswith("793e4893ddea755c")
 
 
+def test_prepare_in_parallel_makes_the_games_play_would_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kwargs: dict[str, Any] = {
+        "n_receptacles": 3,
+        "n_distractors": 0,
+        "task_types": ["look_at_obj_in_light"],
+    }
+    monkeypatch.setenv("TURNWISE_CACHE_DIR", str(tmp_path / "parallel"))
+    parallel = ALFWorldGenEnv("small", **kwargs)
+    parallel.prepare("valid", count=3, workers=2)
+    monkeypatch.setenv("TURNWISE_CACHE_DIR", str(tmp_path / "lazy"))
+    lazy = ALFWorldGenEnv("small", **kwargs)
+    ids = parallel.tasks("valid")[:3]
+    assert all(parallel.cached(t) for t in ids) and not parallel.cached(parallel.tasks("valid")[3])
+    assert not any(lazy.cached(t) for t in ids)
+    for task_id in ids:
+        made = parallel.game_file(task_id)  # cached: nothing is generated here
+        assert str(made).startswith(str(tmp_path / "parallel"))
+        assert made.read_bytes() == lazy.game_file(task_id).read_bytes()
+    parallel.close()
+    lazy.close()
+
+
 def test_full_kitchen_uses_every_receptacle_of_the_floorplan() -> None:
     game = generate("pick_cool_then_place_in_recep", SceneSize(None, (20, 30)), 3)
     assert len(game.receptacles) == len(_floorplan(game.floorplan).receptacles) >= 10
