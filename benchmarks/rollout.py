@@ -17,9 +17,16 @@ Each comparison runs in one run of this script:
    a round trip main -> env worker -> main; microseconds per turn with Ray actors vs local
    processes (2 workers each, Ray started locally beforehand), and the expert played inside the
    workers on both backends.
+4. **kept workers** (`WorkerPool`): seconds per collection of `--pool-rounds` expert
+   collections in a row on small ALFWorldGen scenes (`--pool-tasks` episodes, 4 workers, games
+   generated beforehand), each starting its workers vs reusing the workers of the one before
+   (the first round of each is left out: both start their workers there).
 
 Usage: python benchmarks/rollout.py [--tasks 300] [--tw-tasks 24] [--hf-tasks 16]
-       [--hf-workers 8] [--ray-tasks 100] [--out benchmarks/results/rollout.json]
+       [--hf-workers 8] [--ray-tasks 100] [--pool-tasks 8] [--pool-rounds 4]
+       [--only pool] [--out benchmarks/results/rollout.json]
+
+`--only pool` runs section 4 alone and writes `benchmarks/results/rollout_pool.json`.
 """
 
 from __future__ import annotations
@@ -155,6 +162,48 @@ def ray_overhead(env_kwargs: dict[str, Any], tasks: int, scratch: Path) -> dict[
     return results
 
 
+def kept_workers(tasks: int, rounds: int, scratch: Path) -> dict[str, Any]:
+    """Seconds per collection, starting workers every time vs keeping them in a `WorkerPool`."""
+    from turnwise.rollout import WorkerPool
+
+    env_kwargs = {
+        "scene": "small", "n_receptacles": 3, "n_distractors": 0,
+        "task_types": ["pick_and_place_simple"], "max_turns": 12,
+    }  # fmt: skip
+    made = turnwise.make("turnwise/ALFWorldGen-v0", **env_kwargs)
+    made.unwrapped.prepare("train", count=tasks, workers=2)
+    made.close()
+
+    def rounds_of(pool: WorkerPool | None, name: str) -> list[float]:
+        seconds = []
+        for k in range(rounds):
+            config = CollectConfig(
+                env="turnwise/ALFWorldGen-v0", env_kwargs=json.dumps(env_kwargs), tasks=tasks,
+                workers=4, out=scratch / f"pool-{name}-{k}", progress=False,
+            )  # fmt: skip
+            started = time.perf_counter()
+            collect(config, pool=pool)
+            seconds.append(time.perf_counter() - started)
+        return seconds
+
+    fresh = rounds_of(None, "fresh")
+    with WorkerPool() as pool:
+        kept = rounds_of(pool, "kept")
+    mean_fresh = sum(fresh[1:]) / max(len(fresh) - 1, 1)
+    mean_kept = sum(kept[1:]) / max(len(kept) - 1, 1)
+    return {
+        "env": "turnwise/ALFWorldGen-v0",
+        "env_kwargs": env_kwargs,
+        "episodes_per_collection": tasks,
+        "workers": 4,
+        "fresh_seconds": [round(x, 3) for x in fresh],
+        "kept_seconds": [round(x, 3) for x in kept],
+        "fresh_mean_after_first": round(mean_fresh, 3),
+        "kept_mean_after_first": round(mean_kept, 3),
+        "speedup": round(mean_fresh / mean_kept, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--difficulty", default="hard")
@@ -165,9 +214,29 @@ def main() -> None:
     parser.add_argument("--hf-workers", type=int, default=8)
     parser.add_argument("--hf-max-turns", type=int, default=4)
     parser.add_argument("--hf-max-tokens", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rollout.json"))
+    parser.add_argument("--pool-tasks", type=int, default=8)
+    parser.add_argument("--pool-rounds", type=int, default=4)
+    parser.add_argument("--only", choices=("all", "pool"), default="all")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="turnwise-bench-rollout-"))
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if args.only == "pool":
+        out = args.out or Path("benchmarks/results/rollout_pool.json")
+        report: dict[str, Any] = {
+            "benchmark": "rollout (kept workers)",
+            "machine": machine,
+            "load_average": os.getloadavg(),
+            "kept_workers": kept_workers(args.pool_tasks, args.pool_rounds, scratch),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+        return
     env_kwargs = {"difficulty": args.difficulty}
 
     # ------------------------------------------------------------ 1. expert, env steps/s
@@ -193,11 +262,7 @@ def main() -> None:
 
     report = {
         "benchmark": "rollout",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine,
         "load_average": os.getloadavg(),
         "expert": {"keydoor": keydoor, "textworld": textworld},
         "tiny_hf": {
@@ -208,9 +273,11 @@ def main() -> None:
             "target": 4.0,
         },
         "ray": ray_overhead(env_kwargs, args.ray_tasks, scratch),
+        "kept_workers": kept_workers(args.pool_tasks, args.pool_rounds, scratch),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    out = args.out or Path("benchmarks/results/rollout.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

@@ -15,6 +15,7 @@ from turnwise.rollout import (
     CollectConfig,
     RolloutStore,
     StoreMismatchError,
+    WorkerPool,
     collect,
     iter_trajectories,
     shard_files,
@@ -218,6 +219,31 @@ def test_numbered_choices_reach_the_env_as_commands(tmp_path: Path) -> None:
     assert "choices" not in config(tmp_path / "text").identity()  # as runs read before it
     with pytest.raises(ValueError, match="--choices"):
         config(tmp_path / "bad", choices="letter")
+
+
+def test_a_worker_pool_keeps_workers_between_collections(tmp_path: Path) -> None:
+    import os
+
+    plain = collect(config(tmp_path / "plain", tasks=3, group_size=2))
+    with WorkerPool() as pool:
+        collect(config(tmp_path / "first", tasks=3, group_size=2), pool=pool)
+        pids = sorted(pool.pids())
+        assert len(pids) == 2  # both workers finished cleanly and were kept
+        again = collect(config(tmp_path / "again", tasks=3, group_size=2), pool=pool)
+        assert sorted(pool.pids()) == pids  # the same processes played the second run
+        other = '{"difficulty": "medium"}'
+        collect(config(tmp_path / "other", tasks=2, env_kwargs=other), pool=pool)
+        assert len(pool) == 4 and set(pids) < set(pool.pids())  # other settings: new workers
+        everyone = pool.pids()
+    for run in (plain, again):
+        assert run.counts["written"] == 6
+    assert content(list(iter_trajectories(tmp_path / "again"))) == content(
+        list(iter_trajectories(tmp_path / "plain"))
+    )
+    assert len(pool) == 0
+    for pid in everyone:  # stopped and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_a_main_module_without_a_file_gets_a_clear_error(

@@ -10,7 +10,14 @@ when a run starts.
 
 from __future__ import annotations
 
-from turnwise.rollout.collector import BASELINES, CollectConfig, CollectResult, collect, plan_jobs
+from turnwise.rollout.collector import (
+    BASELINES,
+    CollectConfig,
+    CollectResult,
+    WorkerPool,
+    collect,
+    plan_jobs,
+)
 from turnwise.rollout.export import StatsRow, export_batches, export_sft, sft_messages, stats
 from turnwise.rollout.store import (
     MANIFEST,
@@ -29,6 +36,7 @@ __all__ = [
     "RolloutStore",
     "StatsRow",
     "StoreMismatchError",
+    "WorkerPool",
     "collect",
     "episode_key",
     "export_batches",

@@ -45,7 +45,7 @@ import tyro
 
 from turnwise.rollout.workers import Job, Limits, Worker, WorkerHandle
 
-__all__ = ["BASELINES", "CollectConfig", "CollectResult", "collect", "plan_jobs"]
+__all__ = ["BASELINES", "CollectConfig", "CollectResult", "WorkerPool", "collect", "plan_jobs"]
 
 #: Policy specs that play inside the workers and need no model.
 BASELINES = ("expert", "random")
@@ -277,6 +277,7 @@ def collect(
     *,
     policy: Any = None,
     on_trajectory: Callable[[Any], None] | None = None,
+    pool: WorkerPool | None = None,
 ) -> CollectResult:
     """Run (or resume) the collection `config` describes; see the module docstring.
 
@@ -285,6 +286,8 @@ def collect(
         policy: an already loaded `Policy` to use instead of loading `config.policy` (which is
             still recorded as the spec).
         on_trajectory: called with each trajectory as it finishes (after it is buffered).
+        pool: keep the env workers alive after the run, for the next collection with the same
+            env, settings and limits (a trainer collects every iteration); local processes only.
 
     Raises:
         KeyboardInterrupt: after a clean stop on Ctrl-C (finished trajectories are written).
@@ -316,6 +319,7 @@ def collect(
 
         policy = load_policy(config.policy)
     loop = _Loop(config, env_kwargs, env_info, store, policy, on_trajectory, result)
+    loop.pool = pool if config.backend == "local" else None
     stop = _Stop()
     status = "interrupted"
     backend: Any = contextlib.nullcontext()
@@ -430,6 +434,64 @@ def _env_version(requires: tuple[str, ...]) -> str:
     return f"turnwise=={__version__}"
 
 
+class WorkerPool:
+    """Env worker processes kept between collections.
+
+    A worker that finished its episodes cleanly goes back to the pool, keyed by what it was
+    started with (env, env kwargs, split, limits, start method); the next collection with the same
+    key takes it instead of starting a process, so it does not import the env and build its
+    engine again (seconds per worker for ALFWorld). Workers that were mid-episode when a
+    collection stopped are not kept. `close()` (or leaving a `with` block) stops the idle ones.
+
+    Example:
+        >>> import tempfile
+        >>> with WorkerPool() as pool:
+        ...     for k in range(2):
+        ...         out = Path(tempfile.mkdtemp())
+        ...         _ = collect(CollectConfig(tasks=2, workers=1, out=out, progress=False),
+        ...                     pool=pool)
+        ...     len(pool)
+        1
+    """
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[Worker]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(workers) for workers in self._idle.values())
+
+    def pids(self) -> list[int]:
+        """The process ids of the idle workers."""
+        return [w.pid for ws in self._idle.values() for w in ws if w.pid is not None]
+
+    def take(self, key: str, count: int) -> list[Worker]:
+        """Up to `count` idle workers started with `key` (removed from the pool)."""
+        idle = self._idle.get(key, [])
+        taken, self._idle[key] = idle[:count], idle[count:]
+        return taken
+
+    def put(self, key: str, worker: Worker) -> None:
+        """Keep an idle worker for the next collection with the same key."""
+        self._idle.setdefault(key, []).append(worker)
+
+    def close(self) -> None:
+        """Stop every idle worker."""
+        idle, self._idle = self._idle, {}
+        for workers in idle.values():
+            for worker in workers:
+                worker.stop(timeout=1.0)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit the modules may be gone
+            self.close()
+
+
 class _Loop:
     """The scheduler: hands jobs to worker slots, batches policy calls, handles faults."""
 
@@ -453,6 +515,7 @@ class _Loop:
         self.result = result
         self.limits = Limits(config.max_turns, config.turn_timeout, config.episode_timeout)
         self.slots: list[_Slot] = []
+        self.pool: WorkerPool | None = None
         self.progress: Any = None
         # A hung native call ignores SIGALRM; the worker is killed this long after its deadline.
         self.grace = 10.0
@@ -470,7 +533,9 @@ class _Loop:
             ctx.set_forkserver_preload(_forkserver_preload(self.entry_point))
         count = min(self.config.workers, len(todo))
         args = (self.config.env, self.env_kwargs, self.config.split, self.limits)
-        for index in range(count):
+        kept = self.pool.take(self._pool_key(), count) if self.pool is not None else []
+        self.slots = [_Slot(worker) for worker in kept]
+        for index in range(len(kept), count):
             handle: Worker
             if self.config.backend == "ray":
                 from turnwise.rollout.ray_backend import RayWorkerHandle
@@ -479,7 +544,7 @@ class _Loop:
             else:
                 handle = WorkerHandle(ctx, index, *args)
             self.slots.append(_Slot(handle))
-        for slot in self.slots:
+        for slot in self.slots[len(kept) :]:  # a kept worker said it was ready long ago
             self._wait_ready(slot)
         pending = collections.deque(todo)
         while (pending or any(s.state != "idle" for s in self.slots)) and not stop.requested:
@@ -694,5 +759,21 @@ class _Loop:
 
     def shutdown(self) -> None:
         for slot in self.slots:
-            slot.worker.stop(timeout=1.0)
+            clean = slot.state == "idle" and not slot.backlog and slot.worker.conn is not None
+            if self.pool is not None and clean:
+                self.pool.put(self._pool_key(), slot.worker)
+            else:
+                slot.worker.stop(timeout=1.0)
         self.slots = []
+
+    def _pool_key(self) -> str:
+        """What a worker was started with: only a worker started alike is reused."""
+        config = self.config
+        started = [
+            config.env,
+            self.env_kwargs,
+            config.split,
+            asdict(self.limits),
+            config.start_method,
+        ]
+        return json.dumps(started, sort_keys=True, default=str)
