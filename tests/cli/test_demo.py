@@ -5,6 +5,7 @@ in docs/demo.md."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,8 @@ def test_rl_options_reach_the_trainer_over_the_tiny_recipe() -> None:
 
 @pytest.mark.slow
 def test_demo_on_alfworld_format_tasks(tmp_path: Path) -> None:
-    """The text-world path end to end (docs/demo.md): ALFWorldGen's one-room tasks."""
+    """The text-world path end to end (docs/demo.md): ALFWorldGen's one-room tasks, with the
+    model answering by number."""
     kwargs = {
         "scene": "small",
         "n_receptacles": 3,
@@ -137,9 +139,16 @@ def test_demo_on_alfworld_format_tasks(tmp_path: Path) -> None:
     }
     out = tmp_path / "alfworld"
     args = ["--env", "turnwise/ALFWorldGen-v0", "--env-kwargs", json.dumps(kwargs)]
-    smaller = [*SMALL, "--curve-every", "0", "--max-tokens", "16"]
+    smaller = [*SMALL, "--curve-every", "0", "--max-tokens", "16", "--choices", "number"]
     assert main(["demo", "--out", str(out), *args, *smaller]) == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["name"]: r for r in summary["rows"]}
     assert rows["expert"]["success_rate"] == 1.0 and rows["expert"]["episodes"] == 3
     assert (out / "rl" / "checkpoints" / "iter-00002" / "model.safetensors").is_file()
+    # SFT taught numbers: each demonstrated reply names the expert's command by its number.
+    demos = read_jsonl(out / "sft" / "demonstrations.jsonl")
+    turns = [turn for demo in demos for turn in demo.turns]
+    assert turns and all(re.fullmatch(r"<action>\d+</action>", t.action) for t in turns)
+    assert all(t.valid and not t.info["env_action"].isdigit() for t in turns)
+    assert json.loads((out / "demo.json").read_text())["choices"] == "number"
+    assert json.loads((out / "rl" / "config.json").read_text())["choices"] == "number"
