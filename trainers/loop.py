@@ -124,7 +124,7 @@ class Trainer:
 
         # The env workers outlive each collection: restarting them every iteration re-imports
         # the env and rebuilds its engine (seconds per worker for ALFWorld).
-        self.workers = WorkerPool()
+        self.worker_pool = WorkerPool()
         torch.manual_seed(cfg.seed)
         model_path = None
         if model is None:
@@ -237,7 +237,7 @@ class Trainer:
                     self.dist.barrier()
         finally:
             self.logger.close()
-            self.workers.close()
+            self.worker_pool.close()
         curve = self._curve() if self.dist.main else None
         return TrainResult(self.out, self.iteration, self.history, checkpoint, curve)
 
@@ -353,7 +353,7 @@ class Trainer:
             resume=(folder / "manifest.json").is_file(),
         )  # fmt: skip
         self.model.eval()
-        collect(config, policy=self.policy, pool=self.workers)
+        collect(config, policy=self.policy, pool=self.worker_pool)
         wins = dict.fromkeys(tasks, 0)
         for traj in iter_trajectories(folder):
             wins[traj.task_id] += int(traj.success)
@@ -402,7 +402,7 @@ class Trainer:
             resume=(folder / "manifest.json").is_file(),
         )  # fmt: skip
         self.model.eval()
-        collect(config, policy=self.policy, pool=self.workers)
+        collect(config, policy=self.policy, pool=self.worker_pool)
         trajs = list(iter_trajectories(folder))
         trajs.sort(key=lambda t: (t.metadata.get("task_index", 0), t.metadata.get("member", 0)))
         return trajs
@@ -422,7 +422,7 @@ class Trainer:
             temperature=cfg.eval_temperature,
         )  # fmt: skip
         self.model.eval()
-        collect(config, policy=self.policy, pool=self.workers)
+        collect(config, policy=self.policy, pool=self.worker_pool)
         done = stats(list(iter_trajectories(folder)), seed=cfg.seed)
         return {
             "eval/success_rate": done["success_rate"],

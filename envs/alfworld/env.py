@@ -324,9 +324,9 @@ class ALFWorldGenEnv(_ALFWorldBase):
         """
         ids = list(self.tasks(split))[:count]
         missing = [t for t in ids if not self.cached(t)]
-        workers = max(1, min(int(workers), len(missing)))
         if not missing:
             return
+        workers = max(1, min(int(workers), len(missing)))
         if workers == 1:
             for task_id in missing:
                 self.game_file(task_id)

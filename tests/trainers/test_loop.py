@@ -285,6 +285,16 @@ def test_a_run_without_checkpoints_is_not_overwritten(tmp_path: Path) -> None:
         Trainer(config, console=False).logger.close()
 
 
+def test_the_trainer_keeps_its_env_workers_between_iterations(tmp_path: Path) -> None:
+    trainer = Trainer(tiny(tmp_path / "run", "nano", iterations=2, eval_every=0), console=False)
+    trainer.collect(0)
+    pids = sorted(trainer.worker_pool.pids())
+    trainer.collect(1)
+    assert len(pids) == 4 and sorted(trainer.worker_pool.pids()) == pids
+    trainer.run()  # trains on the rollouts collected above, then stops the workers
+    assert len(trainer.worker_pool) == 0
+
+
 def test_igpo_needs_a_gold_answer(tmp_path: Path) -> None:
     config = tiny(
         tmp_path / "igpo", "nano", algo="igpo", iterations=1, eval_every=0,
