@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from turnwise.parsing import ParseResult, parse_tagged
+from turnwise.parsing import Choices, ParseResult, check_choices, parse_tagged
 
 from .policy import Message
 from .tokens import encode, has_chat_template, render_chat
@@ -67,7 +67,6 @@ __all__ = [
 ]
 
 ReplyFormat = Literal["react", "plain"]
-Choices = Literal["text", "number"]
 MessageCounter = Callable[[Sequence[Message]], int]
 
 _REACT = (
@@ -122,8 +121,7 @@ class PromptTemplate:
             raise ValueError(f"reply_format must be 'react' or 'plain', got {self.reply_format!r}")
         if self.max_admissible < 0:
             raise ValueError(f"max_admissible must be >= 0, got {self.max_admissible}")
-        if self.choices not in ("text", "number"):
-            raise ValueError(f"choices must be 'text' or 'number', got {self.choices!r}")
+        check_choices(self.choices)
         if self.choices == "number" and self.max_admissible == 0:
             raise ValueError(
                 "choices='number' needs the admissible actions listed (max_admissible > 0)"

@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
+from turnwise.parsing import Choices, check_choices
+
 __all__ = ["ALGORITHMS", "PRESETS", "Algo", "TrainConfig"]
 
 Algo = Literal["loop", "grpo", "rloo", "ppo", "gigpo", "arpo", "spa", "oprl", "prime", "igpo"]
@@ -219,7 +221,7 @@ class TrainConfig:
     """Most tokens generated per turn."""
     max_turns: int | None = None
     """Truncate episodes after this many turns (besides the env's own limit)."""
-    choices: Literal["text", "number"] = "text"
+    choices: Choices = "text"
     """How the policy names its action: `text` (it writes the command) or `number` (the prompt
     numbers the env's admissible actions and it answers with one; see
     `turnwise.agents.PromptTemplate`). IGPO scores the gold action's text and needs `text`."""
@@ -362,8 +364,7 @@ class TrainConfig:
             raise ValueError("--kl-horizon must be at least 1")
         if self.micro_batch_size < 1:
             raise ValueError("--micro-batch-size must be at least 1")
-        if self.choices not in ("text", "number"):
-            raise ValueError(f"--choices must be 'text' or 'number', got {self.choices!r}")
+        check_choices(self.choices, "--choices")
         if self.choices == "number" and self.algo == "igpo":
             raise ValueError(
                 "igpo scores the env's gold action as written, so it needs --choices text"

@@ -9,8 +9,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["ByNumber", "ParseResult", "parse_tagged"]
+__all__ = ["ByNumber", "Choices", "ParseResult", "check_choices", "parse_tagged"]
+
+Choices = Literal["text", "number"]
+"""How an agent names its action: it writes the command (`text`), or it answers with the number
+of one of the admissible actions its prompt lists (`number`, parsed by `ByNumber`)."""
+
+
+def check_choices(value: object, name: str = "choices") -> None:
+    """Raise a clear error unless `value` is one of `Choices` (`name` is the option's name)."""
+    if value not in ("text", "number"):
+        raise ValueError(f"{name} must be 'text' or 'number', got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -53,17 +53,16 @@ def test_negative_prompt_weight_is_refused(setup: tuple[object, object, list[obj
         train_sft(model, tokenizer, demos, prompt_weight=-1.0)
 
 
-def test_numbered_demonstrations_reply_with_the_experts_number() -> None:
-    from turnwise.agents.hf import HFPolicy
-    from turnwise.agents.tiny import default_checkpoint
+def test_numbered_demonstrations_reply_with_the_experts_number(
+    setup: tuple[object, object, list[object]],
+) -> None:
     from turnwise.trainers.sft import demonstrations
 
-    tokenizer = HFPolicy(default_checkpoint("nano"), device="cpu").tokenizer
-    kwargs = {"difficulty": "easy"}
-    text = demonstrations("turnwise/KeyDoor-v0", tokenizer, tasks=2, env_kwargs=kwargs)
+    _, tokenizer, text = setup  # the same two tasks, demonstrated in words
     number = demonstrations(
-        "turnwise/KeyDoor-v0", tokenizer, tasks=2, env_kwargs=kwargs, choices="number"
-    )
+        "turnwise/KeyDoor-v0", tokenizer, tasks=2, env_kwargs={"difficulty": "easy"},
+        choices="number",
+    )  # fmt: skip
     assert [t.success for t in number] == [True, True]
     for by_text, by_number in zip(text, number, strict=True):
         commands = [turn.info["env_action"] for turn in by_number.turns]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import tyro
 
 from turnwise.cli._common import CLIError, EnvKwargs, console, env_entry, parse_env_kwargs
+from turnwise.parsing import Choices, check_choices
 
 if TYPE_CHECKING:
     from turnwise.trajectory import Trajectory
@@ -117,7 +118,7 @@ class DemoConfig:
     only before and after training)."""
     max_tokens: int = 12
     """Most tokens generated per turn."""
-    choices: Literal["text", "number"] = "text"
+    choices: Choices = "text"
     """How the model names its action: `text` (it writes the command) or `number` (the prompt
     numbers the admissible actions and it answers with one), in SFT, RL and evaluation."""
     workers: int = 2
@@ -136,8 +137,7 @@ class DemoConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.train_tasks < 0 or self.curve_every < 0:
             raise ValueError("--train-tasks and --curve-every must be >= 0")
-        if self.choices not in ("text", "number"):
-            raise ValueError(f"--choices must be 'text' or 'number', got {self.choices!r}")
+        check_choices(self.choices, "--choices")
         parse_env_kwargs(self.env_kwargs)
         self.rl_settings()
         self.out = Path(self.out)

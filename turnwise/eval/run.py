@@ -25,10 +25,11 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from turnwise.eval.stats import bootstrap_ci
 from turnwise.eval.suites import Suite, installed_versions, load_suite
+from turnwise.parsing import Choices, check_choices
 from turnwise.trajectory import Trajectory
 
 __all__ = ["SCHEMA", "EvalConfig", "evaluate", "summarize"]
@@ -59,7 +60,7 @@ class EvalConfig:
     """Sampling temperature (0: greedy, so a deterministic policy repeats its numbers)."""
     max_tokens: int = 256
     """Most tokens generated per turn."""
-    choices: Literal["text", "number"] = "text"
+    choices: Choices = "text"
     """How a model policy names its action: `text` (it writes the command) or `number` (the
     prompt numbers the env's admissible actions; see `turnwise.agents.PromptTemplate`)."""
     resume: bool = False
@@ -70,8 +71,7 @@ class EvalConfig:
             raise ValueError("--workers and --max-tokens must be at least 1")
         if self.temperature < 0:
             raise ValueError("--temperature must be >= 0")
-        if self.choices not in ("text", "number"):
-            raise ValueError(f"--choices must be 'text' or 'number', got {self.choices!r}")
+        check_choices(self.choices, "--choices")
         self.out = Path(self.out)
 
 

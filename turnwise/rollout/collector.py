@@ -43,6 +43,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
+from turnwise.parsing import Choices, check_choices
 from turnwise.rollout.workers import Job, Limits, Worker, WorkerHandle
 
 __all__ = ["BASELINES", "CollectConfig", "CollectResult", "WorkerPool", "collect", "plan_jobs"]
@@ -101,7 +102,7 @@ class CollectConfig:
     """Nucleus sampling of a model policy."""
     max_tokens: int = 128
     """Most tokens a model policy generates per turn."""
-    choices: Literal["text", "number"] = "text"
+    choices: Choices = "text"
     """How a model policy names its action: `text` (it writes the command) or `number` (the
     prompt numbers the env's admissible actions and it answers with one; see
     `turnwise.agents.PromptTemplate`)."""
@@ -150,8 +151,7 @@ class CollectConfig:
             raise ValueError("--ray-address needs --backend ray")
         if self.retries < 0:
             raise ValueError(f"--retries must be >= 0, got {self.retries}")
-        if self.choices not in ("text", "number"):
-            raise ValueError(f"--choices must be 'text' or 'number', got {self.choices!r}")
+        check_choices(self.choices, "--choices")
         self.out = Path(self.out)
         self.task_ids = tuple(self.task_ids)
         if self.task_ids:
@@ -516,6 +516,9 @@ class _Loop:
         self.limits = Limits(config.max_turns, config.turn_timeout, config.episode_timeout)
         self.slots: list[_Slot] = []
         self.pool: WorkerPool | None = None
+        # What a worker is started with: only a worker started alike is reused from the pool.
+        started = [config.env, env_kwargs, config.split, asdict(self.limits), config.start_method]
+        self.pool_key = json.dumps(started, sort_keys=True, default=str)
         self.progress: Any = None
         # A hung native call ignores SIGALRM; the worker is killed this long after its deadline.
         self.grace = 10.0
@@ -533,7 +536,7 @@ class _Loop:
             ctx.set_forkserver_preload(_forkserver_preload(self.entry_point))
         count = min(self.config.workers, len(todo))
         args = (self.config.env, self.env_kwargs, self.config.split, self.limits)
-        kept = self.pool.take(self._pool_key(), count) if self.pool is not None else []
+        kept = self.pool.take(self.pool_key, count) if self.pool is not None else []
         self.slots = [_Slot(worker) for worker in kept]
         for index in range(len(kept), count):
             handle: Worker
@@ -761,19 +764,7 @@ class _Loop:
         for slot in self.slots:
             clean = slot.state == "idle" and not slot.backlog and slot.worker.conn is not None
             if self.pool is not None and clean:
-                self.pool.put(self._pool_key(), slot.worker)
+                self.pool.put(self.pool_key, slot.worker)
             else:
                 slot.worker.stop(timeout=1.0)
         self.slots = []
-
-    def _pool_key(self) -> str:
-        """What a worker was started with: only a worker started alike is reused."""
-        config = self.config
-        started = [
-            config.env,
-            self.env_kwargs,
-            config.split,
-            asdict(self.limits),
-            config.start_method,
-        ]
-        return json.dumps(started, sort_keys=True, default=str)
