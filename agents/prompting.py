@@ -200,11 +200,19 @@ class WebTemplate(PromptTemplate):
 
 
 class GUITemplate(PromptTemplate):
-    """Desktop GUIs: the screen described in text; screenshots are noted but not sent."""
+    """Desktop GUIs: the screen described in text; screenshots are noted but not sent.
+
+    The system prompt includes the env's action syntax when the reset info gives it
+    (`info["action_syntax"]`, as the GUI envs do)."""
 
     family = "gui"
     role = "You are a computer-use agent operating a graphical desktop through mouse and keyboard."
     action_hint = "An action is one input command (click, type, key, scroll) in the env's syntax."
+
+    def system_prompt(self, info: Mapping[str, Any]) -> str:
+        prompt = super().system_prompt(info)
+        syntax = str(info.get("action_syntax", "")).strip()
+        return f"{prompt}\n\n{syntax}" if syntax else prompt
 
     def render_observation(self, observation: Mapping[str, Any] | str) -> str:
         text = f"Screen:\n{_text(observation)}"

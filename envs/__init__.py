@@ -66,6 +66,14 @@ def register_all() -> None:
         description="A multi-page web shop on loopback with WebShop-style tasks and scoring",
     )
     register(
+        "turnwise/Desktop-v0",
+        "turnwise.envs.gui.desktop:DesktopEnv",
+        family="gui",
+        extra="gui",
+        requires=("Xlib", "mss", "openpyxl"),
+        description="OSWorld-style tasks on real desktop apps (Mousepad, Gnumeric) in Xvfb",
+    )
+    register(
         "turnwise/Dilemma-v0",
         "turnwise.envs.dilemma:DilemmaEnv",
         family="social",

@@ -19,12 +19,12 @@ set -euo pipefail
 
 # ---------------------------------------------------------------------------------------------
 # The data: one line per extra, then the apt packages it needs. The core needs none yet; each
-# family adds its line when it lands (e.g. `web chromium`, `gui xvfb xdotool`, `swe bubblewrap`).
+# family adds its line when it lands (e.g. `web chromium`, `gui xvfb`, `swe bubblewrap`).
 PACKAGE_TABLE='
 core
 text build-essential cmake
 web chromium
-gui xvfb xdotool
+gui xvfb matchbox-window-manager mousepad gnumeric fonts-dejavu-core
 swe bubblewrap git
 '
 # ---------------------------------------------------------------------------------------------

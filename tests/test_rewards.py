@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
 from turnwise.parsing import parse_tagged
-from turnwise.rewards import Format, StepContext, ValidAction, is_hook, score_batch
+from turnwise.rewards import (
+    Format,
+    GaussianClick,
+    StepContext,
+    ValidAction,
+    gaussian_coverage,
+    gaussian_point,
+    is_hook,
+    score_batch,
+)
 
 
 def ctx(action: str = "look", valid: bool = True, **info: object) -> StepContext:
@@ -119,3 +129,55 @@ def test_is_hook_rejects_non_hooks() -> None:
             return []
 
     assert not is_hook(SyncScore())
+
+
+# ---------------------------------------------------------------------------- GUI-G² grounding
+BOX = (100.0, 50.0, 80.0, 20.0)  # left, top, width, height: centre (140, 60), σ = (40, 10)
+
+
+def test_gaussian_point_known_answers() -> None:
+    assert gaussian_point((140, 60), BOX) == 1.0
+    # One σ right of the centre in x (σx = 0.5 × 80 = 40): exp(-1/2).
+    assert gaussian_point((180, 60), BOX) == pytest.approx(math.exp(-0.5))
+    # One σ in x and two in y: exp(-(1 + 4) / 2).
+    assert gaussian_point((180, 80), BOX) == pytest.approx(math.exp(-2.5))
+    # The variance adapts to the element: the same 10-pixel miss costs a thin box more.
+    wide, thin = (0.0, 0.0, 200.0, 20.0), (90.0, 0.0, 20.0, 20.0)
+    assert gaussian_point((110, 10), wide) > gaussian_point((110, 10), thin)
+    assert gaussian_point((140, 60), BOX, alpha=0.25) == 1.0
+    assert gaussian_point((180, 60), BOX, alpha=0.25) == pytest.approx(math.exp(-2.0))
+
+
+def test_gaussian_coverage_known_answers() -> None:
+    phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
+    # Centred: the box spans ±1σ in both axes.
+    assert gaussian_coverage((140, 60), BOX) == pytest.approx((phi(1) - phi(-1)) ** 2)
+    # On the left edge: [0, 2σ] in x, ±1σ in y.
+    assert gaussian_coverage((100, 60), BOX) == pytest.approx(
+        (phi(2) - phi(0)) * (phi(1) - phi(-1))
+    )
+    # A predicted element of its own size (smaller σ) puts more mass inside.
+    assert gaussian_coverage((140, 60), BOX, predicted_size=(40, 10)) == pytest.approx(
+        (phi(2) - phi(-2)) ** 2
+    )
+    assert gaussian_coverage((900, 900), BOX) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_gaussian_rewards_handle_empty_boxes() -> None:
+    # Zero-size boxes fall back to σ = 1 pixel instead of dividing by zero.
+    assert gaussian_point((10, 10), (10, 10, 0, 0)) == 1.0
+    assert gaussian_point((11, 10), (10, 10, 0, 0)) == pytest.approx(math.exp(-0.5))
+    assert gaussian_coverage((10, 10), (10, 10, 0, 0)) == 0.0
+
+
+def test_gaussian_click_hook_reads_the_point_and_the_target_box() -> None:
+    hook = GaussianClick(point_weight=2.0, coverage_weight=1.0)
+    expected = 2 * gaussian_point((180, 60), BOX) + gaussian_coverage((180, 60), BOX)
+    assert hook(ctx("click(180, 60)", point=[180, 60], target_box=list(BOX))) == pytest.approx(
+        expected
+    )
+    assert is_hook(hook)
+    assert hook(ctx("key('enter')", target_box=list(BOX))) == 0.0  # no point, no score
+    assert hook(ctx("click(1, 1)", point=[1, 1])) == 0.0  # no target known
+    with pytest.raises(ValueError, match="alpha"):
+        GaussianClick(alpha=0.0)

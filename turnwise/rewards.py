@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import re
 import threading
 from collections.abc import Awaitable, Mapping, Sequence
@@ -23,10 +24,13 @@ from turnwise.parsing import parse_tagged
 __all__ = [
     "BatchProcessReward",
     "Format",
+    "GaussianClick",
     "HistoryItem",
     "ProcessReward",
     "StepContext",
     "ValidAction",
+    "gaussian_coverage",
+    "gaussian_point",
     "score_batch",
 ]
 
@@ -195,3 +199,104 @@ class Format:
         else:
             good = parse_tagged(text).ok
         return self.ok if good else self.bad
+
+
+# --------------------------------------------------------------------------- GUI grounding
+Box = tuple[float, float, float, float]
+"""An element's box on the screen: (left, top, width, height) in pixels."""
+
+
+def _sigmas(box: Box, alpha: float) -> tuple[float, float]:
+    # Adaptive variance: the spread grows with the element, so a big button tolerates a click
+    # further from its centre than a small icon does. At least one pixel, for empty boxes.
+    return max(alpha * box[2], 1.0), max(alpha * box[3], 1.0)
+
+
+def gaussian_point(point: tuple[float, float], box: Box, *, alpha: float = 0.5) -> float:
+    """GUI-G²'s Gaussian point reward: the target element's Gaussian density at `point`, scaled
+    to 1 at the element's centre.
+
+    The element is modelled as a 2-D Gaussian centred on its box with standard deviations
+    `alpha` × width and `alpha` × height: `exp(-((x - cx)² / 2σx² + (y - cy)² / 2σy²))`.
+
+    Example:
+        >>> gaussian_point((50, 20), (0, 0, 100, 40))
+        1.0
+        >>> round(gaussian_point((100, 20), (0, 0, 100, 40)), 4)  # on the right edge: exp(-1/2)
+        0.6065
+    """
+    sx, sy = _sigmas(box, alpha)
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    return math.exp(-(((point[0] - cx) / sx) ** 2 + ((point[1] - cy) / sy) ** 2) / 2)
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def gaussian_coverage(
+    point: tuple[float, float],
+    box: Box,
+    *,
+    alpha: float = 0.5,
+    predicted_size: tuple[float, float] | None = None,
+) -> float:
+    """GUI-G²'s Gaussian coverage reward: the share of the predicted Gaussian's mass that falls
+    inside the target box.
+
+    The prediction is a Gaussian centred on `point`; its standard deviations are `alpha` × the
+    predicted element's size when the action gives one (`predicted_size`, e.g. from a predicted
+    box), else `alpha` × the target's size. With a diagonal covariance the mass inside an
+    axis-aligned box factorises into two differences of normal CDFs.
+
+    Example:
+        >>> round(gaussian_coverage((50, 20), (0, 0, 100, 40)), 4)  # (Φ(1) - Φ(-1))²
+        0.4661
+        >>> gaussian_coverage((500, 20), (0, 0, 100, 40)) < 1e-12
+        True
+    """
+    sx, sy = _sigmas(box if predicted_size is None else (0, 0, *predicted_size), alpha)
+    left, top, width, height = box
+    mass_x = _normal_cdf((left + width - point[0]) / sx) - _normal_cdf((left - point[0]) / sx)
+    mass_y = _normal_cdf((top + height - point[1]) / sy) - _normal_cdf((top - point[1]) / sy)
+    return max(mass_x, 0.0) * max(mass_y, 0.0)
+
+
+class GaussianClick:
+    """The GUI-G² grounding reward for clicks: `point_weight` × `gaussian_point` +
+    `coverage_weight` × `gaussian_coverage` of the step's point against the target box.
+
+    Reads `info["point"]` (x, y: where the action acted) and `info["target_box"]` (left, top,
+    width, height), which GUI envs report when the task knows its target element (the grounding
+    env does on every step). Steps without either score 0.
+
+    Example:
+        >>> hook = GaussianClick()
+        >>> hook.name
+        'gaussian_click'
+    """
+
+    def __init__(
+        self,
+        name: str = "gaussian_click",
+        *,
+        alpha: float = 0.5,
+        point_weight: float = 1.0,
+        coverage_weight: float = 1.0,
+    ) -> None:
+        if alpha <= 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        self.name = name
+        self.alpha = float(alpha)
+        self.point_weight = float(point_weight)
+        self.coverage_weight = float(coverage_weight)
+
+    def __call__(self, ctx: StepContext) -> float:
+        point, box = ctx.info.get("point"), ctx.info.get("target_box")
+        if point is None or box is None:
+            return 0.0
+        xy = (float(point[0]), float(point[1]))
+        target = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+        return self.point_weight * gaussian_point(
+            xy, target, alpha=self.alpha
+        ) + self.coverage_weight * gaussian_coverage(xy, target, alpha=self.alpha)

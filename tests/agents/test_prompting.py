@@ -99,6 +99,9 @@ def test_family_renderings() -> None:
         {"text": "a window", "image": np.zeros((48, 64, 3), dtype=np.uint8)}
     )
     assert gui.startswith("Screen:\na window") and "64x48 screenshot" in gui
+    system = GUITemplate().system_prompt({"instruction": "Save.", "action_syntax": "click(x, y)"})
+    assert system.endswith("Your task: Save.\n\nclick(x, y)")
+    assert "click(x, y)" not in GUITemplate().system_prompt({"instruction": "Save."})
     swe = SWETemplate().render_observation({"text": "FAILED", "exit_code": 1})
     assert swe == "Output (exit code 1):\n```\nFAILED\n```"
     assert SocialTemplate().render_observation({"text": "Bob: hi"}) == "Conversation:\nBob: hi"

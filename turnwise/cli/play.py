@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import tyro
@@ -55,6 +56,8 @@ class PlayConfig:
     """Draw the task from this split (train, test, ...) instead of the env's default."""
     env_kwargs: EnvKwargs = ""
     """Constructor keyword arguments, as a JSON object."""
+    screenshots: Annotated[Path | None, tyro.conf.arg(metavar="DIR")] = None
+    """Save every image observation (GUI and pixel envs) as a PNG in this folder, to watch."""
 
     def __post_init__(self) -> None:
         parse_env_kwargs(self.env_kwargs)
@@ -67,7 +70,7 @@ def play(config: PlayConfig) -> int:
     env_entry(config.env_id, single_agent_for="play")
     env = make_env(config.env_id, parse_env_kwargs(config.env_kwargs))
     try:
-        session = _Session(env, console(), seed=config.seed)
+        session = _Session(env, console(), seed=config.seed, screenshots=config.screenshots)
         splits = getattr(env.unwrapped, "splits", ())
         if config.split is not None and splits and config.split not in splits:
             raise CLIError(
@@ -97,10 +100,14 @@ class _Episode:
 class _Session:
     """One terminal session: the env, the current episode and the I/O around them."""
 
-    def __init__(self, env: Any, out: Console, *, seed: int | None) -> None:
+    def __init__(
+        self, env: Any, out: Console, *, seed: int | None, screenshots: Path | None = None
+    ) -> None:
         self.env = env
         self.out = out
         self.seed = seed
+        self.screenshots = screenshots
+        self.shots = 0
         self.split: str | None = None
         self.info: Mapping[str, Any] = {}
         self.max_turns: Any = "?"
@@ -246,10 +253,24 @@ class _Session:
         text = str(obs.get("text", "")) if isinstance(obs, Mapping) else str(obs)
         self.out.print(Text(text))
         if isinstance(obs, Mapping) and "image" in obs:
-            shape = getattr(obs["image"], "shape", None)
-            self.out.print(Text(f"(an image observation {shape} is not shown here)", style="dim"))
+            self._show_image(obs["image"])
         if not self.episode.over:
             self._show_actions(numbered=False)
+
+    def _show_image(self, image: Any) -> None:
+        shape = getattr(image, "shape", None)
+        if self.screenshots is None:
+            self.out.print(
+                Text(f"(an image observation {shape}: --screenshots DIR saves them)", style="dim")
+            )
+            return
+        from PIL import Image
+
+        self.screenshots.mkdir(parents=True, exist_ok=True)
+        path = self.screenshots / f"{self.shots:04d}.png"
+        self.shots += 1
+        Image.fromarray(image).save(path)
+        self.out.print(Text(f"(screenshot: {path})", style="dim"))
 
     def _show_actions(self, *, numbered: bool) -> None:
         actions = self._admissible()

@@ -68,9 +68,13 @@ def missing_ray() -> str | None:
     return None
 
 
+@functools.cache
 def missing_gui() -> str | None:
     if shutil.which("Xvfb") is None:
-        return "needs Xvfb (apt-get install xvfb)"
+        return "needs Xvfb (scripts/install-system-deps.sh gui, or apt-get install xvfb)"
+    for module, package in (("Xlib", "python-xlib"), ("mss", "mss")):
+        if importlib.util.find_spec(module) is None:
+            return f"needs {package} (pip install 'turnwise[gui]')"
     return None
 
 
