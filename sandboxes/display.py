@@ -506,23 +506,29 @@ class XDisplay:
 
         Apps redraw asynchronously, so a screenshot taken right after input may not show its
         effect yet. This polls the screen every `interval_s` and returns once it has changed and
-        then stayed unchanged for `quiet_s`, or, if it never changes, after `react_s` (the
-        time an app gets to start reacting), and in any case by `timeout_s`.
+        then stayed unchanged for `quiet_s`, or, if it never changes, after `react_s` (the time
+        an app gets to start reacting), and in any case by `timeout_s`. "Unchanged" also asks
+        that the apps used no CPU time in the last poll and are not waiting to run: on a loaded
+        machine an app descheduled halfway through a redraw leaves the screen still without
+        being done. (The X server is not watched: the screenshots themselves keep it busy.)
         """
         import numpy as np
 
         self._x.sync()
+        pids = [app.pid for app in self._apps]  # not the server: the screenshots keep it busy
         start = time.monotonic()
-        previous = self.screenshot()
+        previous, busy = self.screenshot(), _cpu_state(pids)
         changed_at: float | None = None
         quiet_since = start
         while True:
             time.sleep(interval_s)
-            current = self.screenshot()
+            current, now_busy = self.screenshot(), _cpu_state(pids)
             now = time.monotonic()
             if not np.array_equal(current, previous):
                 changed_at, quiet_since = now, now
-            previous = current
+            elif now_busy != busy or any(state == "R" for state, _ in now_busy):
+                quiet_since = now  # still working: the screen may change yet
+            previous, busy = current, now_busy
             if now - start >= timeout_s:
                 return current
             if now - quiet_since < quiet_s:
@@ -714,6 +720,19 @@ class XDisplay:
     def home(self) -> Path:
         """The private home folder apps started here get (removed by `close()`)."""
         return Path(self._home)
+
+
+def _cpu_state(pids: Sequence[int]) -> list[tuple[str, int]]:
+    """(state letter, CPU ticks used) of each live process in `pids`, from /proc."""
+    found = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        found.append((fields[0], int(fields[11]) + int(fields[12])))
+    return found
 
 
 def _title(x: Display, window: Any) -> str:

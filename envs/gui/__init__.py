@@ -8,6 +8,6 @@ See docs/envs/gui.md.
 
 from __future__ import annotations
 
-from .actions import ACTION_NAMES, ActionError, GuiAction, GuiActionSet
+from .actions import ACTION_NAMES, ActionError, GuiAction, GuiActionSet, GuiActionSpace
 
-__all__ = ["ACTION_NAMES", "ActionError", "GuiAction", "GuiActionSet"]
+__all__ = ["ACTION_NAMES", "ActionError", "GuiAction", "GuiActionSet", "GuiActionSpace"]

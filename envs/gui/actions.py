@@ -36,11 +36,12 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from turnwise.sandboxes.display import InputError, parse_key_combo
+from turnwise.spaces import String
 
 if TYPE_CHECKING:
     from turnwise.sandboxes.display import XDisplay
 
-__all__ = ["ACTION_NAMES", "ActionError", "GuiAction", "GuiActionSet", "perform"]
+__all__ = ["ACTION_NAMES", "ActionError", "GuiAction", "GuiActionSet", "GuiActionSpace", "perform"]
 
 #: The canonical actions, in the order prompts list them.
 ACTION_NAMES = (
@@ -85,6 +86,10 @@ _KEYWORD_ALIASES = {
     "scroll": {"clicks": "dy", "amount": "dy"},
 }
 MAX_TEXT = 2000
+# What `GuiActionSpace.sample` draws: pointer actions most of the time, harmless keys (nothing
+# that closes or quits), short lowercase words.
+_SAMPLE_KEYS = ("enter", "tab", "escape", "backspace", "up", "down", "left", "right", "ctrl+a")
+_SAMPLE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 class ActionError(ValueError):
@@ -280,6 +285,47 @@ class GuiActionSet:
                 f"{name}: ({x}, {y}) is off the screen; x must be in 0..{self.width - 1} and "
                 f"y in 0..{self.height - 1}."
             )
+
+
+class GuiActionSpace(String):
+    """The action space of GUI envs: any string (as every turnwise env), whose `sample()` is a
+    random *valid* GUI action on a `width` × `height` screen rather than random characters, so
+    a random agent (`env.action_space.sample()`) clicks, types and presses keys.
+
+    Example:
+        >>> space = GuiActionSpace(800, 600, seed=0)
+        >>> GuiActionSet(800, 600).parse(space.sample()).name in ACTION_NAMES
+        True
+    """
+
+    def __init__(
+        self, width: int, height: int, max_length: int = 4096, *, seed: int | None = None
+    ) -> None:
+        super().__init__(max_length, seed=seed)
+        self.width, self.height = int(width), int(height)
+
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        if mask is not None or probability is not None:
+            raise NotImplementedError("GuiActionSpace.sample does not support masks")
+        rng = self.np_random
+        x, y = int(rng.integers(self.width)), int(rng.integers(self.height))
+        kind = rng.choice(
+            ["click", "double_click", "right_click", "scroll", "type", "key", "wait"],
+            p=[0.4, 0.1, 0.05, 0.1, 0.15, 0.15, 0.05],
+        )
+        if kind == "scroll":
+            return GuiAction("scroll", dx=0, dy=int(rng.integers(-3, 4))).to_text()
+        if kind == "type":
+            word = "".join(rng.choice(list(_SAMPLE_LETTERS), size=int(rng.integers(1, 8))))
+            return GuiAction("type", text=word).to_text()
+        if kind == "key":
+            return GuiAction("key", text=str(rng.choice(_SAMPLE_KEYS))).to_text()
+        if kind == "wait":
+            return "wait()"
+        return GuiAction(str(kind), x, y).to_text()
+
+    def __repr__(self) -> str:
+        return f"GuiActionSpace({self.width}x{self.height}, max_length={self.max_length})"
 
 
 def perform(display: XDisplay, action: GuiAction) -> None:

@@ -41,7 +41,7 @@ from turnwise.core import Env, Observation, StepResult
 from turnwise.sandboxes.display import App, DisplayUnavailable, XDisplay
 from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
 
-from .actions import ActionError, GuiActionSet, perform
+from .actions import ActionError, GuiActionSet, GuiActionSpace, perform
 from .tasks import KINDS, DesktopTask, Verdict, make_task
 
 __all__ = ["INSTANCES", "DesktopEnv"]
@@ -124,6 +124,7 @@ class DesktopEnv(Env):
             }
         )
         self.actions = GuiActionSet(width, height)
+        self.action_space = GuiActionSpace(width, height, max_action_length)
         self._display: XDisplay | None = None
         self._window_manager: App | None = None
         self._task: DesktopTask | None = None
@@ -254,6 +255,8 @@ class DesktopEnv(Env):
         task = self.task
         display = self.display
         display.stop_apps(keep=[self._window_manager] if self._window_manager else [])
+        # The pointer starts every episode at the same place: hover highlights depend on it.
+        display.move(self.size[0] // 2, self.size[1] // 2)
         executable = shutil.which(task.app)
         if executable is None:
             raise DisplayUnavailable(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from turnwise.envs.gui.actions import ACTION_NAMES, ActionError, GuiAction, GuiActionSet
+from turnwise.envs.gui.actions import (
+    ACTION_NAMES,
+    ActionError,
+    GuiAction,
+    GuiActionSet,
+    GuiActionSpace,
+)
 
 ACTIONS = GuiActionSet(width=800, height=600)
 
@@ -96,3 +102,14 @@ def test_a_subset_of_actions_and_its_description() -> None:
     assert set(GuiActionSet(10, 10).examples()) and len(ACTION_NAMES) == 10
     with pytest.raises(ValueError, match="unknown GUI actions"):
         GuiActionSet(10, 10, names=("fly",))
+
+
+def test_sampled_actions_are_valid_gui_actions_and_seeded() -> None:
+    space = GuiActionSpace(320, 200, seed=3)
+    samples = [space.sample() for _ in range(300)]
+    parsed = [GuiActionSet(320, 200).parse(s) for s in samples]  # every one parses
+    assert {p.name for p in parsed} >= {"click", "type", "key", "scroll"}
+    assert all(p.text not in ("ctrl+q", "alt+f4") for p in parsed)
+    assert space.contains("anything at all") and not space.contains(b"bytes")
+    again = GuiActionSpace(320, 200, seed=3)
+    assert [again.sample() for _ in range(300)] == samples
