@@ -33,7 +33,8 @@ class ExpertAgent:
 
 
 class RandomAgent:
-    """Picks uniformly among `info["admissible_actions"]` (or samples the action space).
+    """Picks uniformly among `info["admissible_actions"]` (or samples the action space, seeded
+    with `seed`: GUI envs' spaces sample valid clicks, keys and text).
 
     Example:
         >>> RandomAgent(seed=0).act({}, {"admissible_actions": ["look", "go north"]})
@@ -45,6 +46,8 @@ class RandomAgent:
     ) -> None:
         self.rng = np.random.default_rng(seed)
         self.action_space = action_space
+        if action_space is not None and seed is not None:
+            action_space.seed(int(seed))  # sampled actions repeat with the agent's seed
 
     def act(self, observation: Mapping[str, Any], info: Mapping[str, Any]) -> str:
         actions = info.get("admissible_actions")

@@ -80,3 +80,19 @@ def register_all() -> None:
         multi_agent=True,
         description="The iterated prisoner's dilemma between two players: the smallest social env",
     )
+    register(
+        "turnwise/MiniWoBPixel-v0",
+        "turnwise.envs.web.pixels:MiniWoBPixelEnv",
+        family="gui",
+        extra="web",
+        requires=("playwright", "miniwob"),
+        description="MiniWoB++ seen as screenshots and driven by clicks and keys at pixel points",
+    )
+    register(
+        "turnwise/Grounding-v0",
+        "turnwise.envs.gui.grounding:GroundingEnv",
+        family="gui",
+        extra="web",
+        requires=("playwright", "miniwob"),
+        description="Click the named element on a web page screenshot (GUI-G² Gaussian rewards)",
+    )

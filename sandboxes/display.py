@@ -481,8 +481,10 @@ class XDisplay:
     # ------------------------------------------------------------------ screen
     def screenshot(self) -> np.ndarray:
         """The whole screen as uint8 H×W×3 RGB."""
-        import numpy as np
+        return self._rgb(self._grab())
 
+    def _grab(self) -> bytes:
+        """The screen's raw BGRA bytes (cheap to compare; `_rgb` turns them into an image)."""
         if self._grabber is None:
             try:
                 import mss
@@ -490,16 +492,24 @@ class XDisplay:
                 raise DisplayUnavailable(f"mss is not installed; {INSTALL_HINT}") from exc
             factory = getattr(mss, "MSS", None) or mss.mss
             self._grabber = factory(display=self.name)
-        shot = self._grabber.grab({"left": 0, "top": 0, "width": self.width, "height": self.height})
-        bgra = np.frombuffer(shot.raw, dtype=np.uint8).reshape(shot.height, shot.width, 4)
-        return np.ascontiguousarray(bgra[:, :, 2::-1])
+        area = {"left": 0, "top": 0, "width": self.width, "height": self.height}
+        return bytes(self._grabber.grab(area).raw)
+
+    def _rgb(self, raw: bytes) -> np.ndarray:
+        import numpy as np
+
+        bgra = np.frombuffer(raw, dtype=np.uint8).reshape(self.height, self.width, 4)
+        rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        # Channel by channel: six times faster than one strided copy of bgra[..., 2::-1].
+        rgb[..., 0], rgb[..., 1], rgb[..., 2] = bgra[..., 2], bgra[..., 1], bgra[..., 0]
+        return rgb
 
     def settle(
         self,
         timeout_s: float = 0.5,
         *,
-        quiet_s: float = 0.025,
-        react_s: float = 0.05,
+        quiet_s: float = 0.015,
+        react_s: float = 0.04,
         interval_s: float = 0.005,
     ) -> np.ndarray:
         """Wait for the screen to settle after input; return the last screenshot.
@@ -512,29 +522,27 @@ class XDisplay:
         machine an app descheduled halfway through a redraw leaves the screen still without
         being done. (The X server is not watched: the screenshots themselves keep it busy.)
         """
-        import numpy as np
-
         self._x.sync()
         pids = [app.pid for app in self._apps]  # not the server: the screenshots keep it busy
         start = time.monotonic()
-        previous, busy = self.screenshot(), _cpu_state(pids)
+        previous, busy = self._grab(), _cpu_state(pids)
         changed_at: float | None = None
         quiet_since = start
         while True:
             time.sleep(interval_s)
-            current, now_busy = self.screenshot(), _cpu_state(pids)
+            current, now_busy = self._grab(), _cpu_state(pids)
             now = time.monotonic()
-            if not np.array_equal(current, previous):
+            if current != previous:
                 changed_at, quiet_since = now, now
             elif now_busy != busy or any(state == "R" for state, _ in now_busy):
                 quiet_since = now  # still working: the screen may change yet
             previous, busy = current, now_busy
             if now - start >= timeout_s:
-                return current
+                return self._rgb(current)
             if now - quiet_since < quiet_s:
                 continue
             if changed_at is not None or now - start >= react_s:
-                return current
+                return self._rgb(current)
 
     # ------------------------------------------------------------------ input
     def check_point(self, x: int, y: int) -> None:

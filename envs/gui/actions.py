@@ -35,6 +35,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from turnwise.sandboxes.display import InputError, parse_key_combo
 from turnwise.spaces import String
 
@@ -90,6 +92,10 @@ MAX_TEXT = 2000
 # that closes or quits), short lowercase words.
 _SAMPLE_KEYS = ("enter", "tab", "escape", "backspace", "up", "down", "left", "right", "ctrl+a")
 _SAMPLE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_SAMPLE_WEIGHTS = {
+    "click": 0.4, "double_click": 0.1, "right_click": 0.05, "scroll": 0.1, "type": 0.15,
+    "key": 0.15, "wait": 0.05,
+}  # fmt: skip
 
 
 class ActionError(ValueError):
@@ -290,7 +296,8 @@ class GuiActionSet:
 class GuiActionSpace(String):
     """The action space of GUI envs: any string (as every turnwise env), whose `sample()` is a
     random *valid* GUI action on a `width` × `height` screen rather than random characters, so
-    a random agent (`env.action_space.sample()`) clicks, types and presses keys.
+    a random agent (`env.action_space.sample()`) clicks, types and presses keys. `names` limits
+    the sample to the actions an env offers.
 
     Example:
         >>> space = GuiActionSpace(800, 600, seed=0)
@@ -299,20 +306,28 @@ class GuiActionSpace(String):
     """
 
     def __init__(
-        self, width: int, height: int, max_length: int = 4096, *, seed: int | None = None
+        self,
+        width: int,
+        height: int,
+        max_length: int = 4096,
+        *,
+        names: tuple[str, ...] | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__(max_length, seed=seed)
         self.width, self.height = int(width), int(height)
+        offered = ACTION_NAMES if names is None else tuple(names)
+        self._weights = {n: w for n, w in _SAMPLE_WEIGHTS.items() if n in offered}
+        if not self._weights:
+            raise ValueError(f"none of {offered} can be sampled; offer one of {_SAMPLE_WEIGHTS}")
 
     def sample(self, mask: Any = None, probability: Any = None) -> str:
         if mask is not None or probability is not None:
             raise NotImplementedError("GuiActionSpace.sample does not support masks")
         rng = self.np_random
         x, y = int(rng.integers(self.width)), int(rng.integers(self.height))
-        kind = rng.choice(
-            ["click", "double_click", "right_click", "scroll", "type", "key", "wait"],
-            p=[0.4, 0.1, 0.05, 0.1, 0.15, 0.15, 0.05],
-        )
+        weights = np.array(list(self._weights.values()))
+        kind = rng.choice(list(self._weights), p=weights / weights.sum())
         if kind == "scroll":
             return GuiAction("scroll", dx=0, dy=int(rng.integers(-3, 4))).to_text()
         if kind == "type":

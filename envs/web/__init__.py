@@ -1,9 +1,11 @@
 """Web envs: pages in Chromium through Playwright, observed as accessibility trees.
 
 * `turnwise/MiniWoB-v0` — `MiniWoBEnv`: the MiniWoB++ task pages of the `miniwob` package;
-* `turnwise/Shop-v0` — `ShopEnv`: a multi-page web shop served on loopback.
+* `turnwise/Shop-v0` — `ShopEnv`: a multi-page web shop served on loopback;
+* `turnwise/MiniWoBPixel-v0` — `MiniWoBPixelEnv` (family `gui`): the MiniWoB pages seen as
+  screenshots and driven by clicks and keys at pixel coordinates (`.pixels`).
 
-Both build on `WebEnv` and the `WebTask` protocol (`turnwise.envs.web.base`), the action set
+All build on `WebEnv` and the `WebTask` protocol (`turnwise.envs.web.base`), the action set
 (`.actions`) and the observation (`.observe`); the browser is `turnwise.sandboxes.browser`.
 Playwright is imported only when a browser starts, so importing this package is cheap.
 See docs/envs/web.md.
@@ -18,6 +20,7 @@ from .base import TaskState, WebEnv, WebTask
 
 if TYPE_CHECKING:
     from .miniwob import MiniWoBEnv
+    from .pixels import MiniWoBPixelEnv
     from .shop import ShopEnv
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "ActionError",
     "ActionSet",
     "MiniWoBEnv",
+    "MiniWoBPixelEnv",
     "ShopEnv",
     "TaskState",
     "WebEnv",
@@ -38,6 +42,10 @@ def __getattr__(name: str) -> Any:
         from .miniwob import MiniWoBEnv
 
         return MiniWoBEnv
+    if name == "MiniWoBPixelEnv":
+        from .pixels import MiniWoBPixelEnv
+
+        return MiniWoBPixelEnv
     if name == "ShopEnv":
         from .shop import ShopEnv
 

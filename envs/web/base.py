@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from turnwise.sandboxes.browser import Browser, Session
 
-__all__ = ["TaskState", "WebEnv", "WebTask", "display_url"]
+__all__ = ["PageAction", "TaskState", "WebEnv", "WebTask", "display_url"]
 
 T = TypeVar("T")
 _ID_OF = """(selector) => {
@@ -73,6 +73,20 @@ class TaskState:
     done: bool = False
     success: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+
+
+class PageAction(Protocol):
+    """What `WebEnv` needs of a parsed action: its name (and text, for `answer`).
+
+    The web actions (`Action`) are one kind; an env with another action language (pixels and
+    coordinates: `turnwise.envs.web.pixels`) overrides `WebEnv._parse` and `WebEnv._perform`.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def text(self) -> str | None: ...
 
 
 @runtime_checkable
@@ -135,6 +149,7 @@ class WebEnv(Env):
 
     Subclasses implement `tasks(split)` and `make_task(task_id)`, and may set `freeze_time_ms`
     (fake, paused page clock; each step advances it by `tick_ms`) and `default_reward_weights`.
+    One that drives the page with another action language overrides `_parse` and `_perform`.
 
     Args:
         screenshots: add `image` (the viewport, uint8 H×W×3) to observations.
@@ -254,10 +269,9 @@ class WebEnv(Env):
     def _step(self, action: str) -> StepResult:
         from turnwise.sandboxes.browser import BrowserCrashed
 
-        try:
-            parsed = self.action_set.parse(action)
-        except ActionError as exc:
-            return self._result(str(exc), valid=False)
+        parsed = self._parse(action)
+        if isinstance(parsed, str):
+            return self._result(parsed, valid=False)
         try:
             problem, state = self._act(parsed)
             events = self.session.drain_events()
@@ -334,7 +348,24 @@ class WebEnv(Env):
         self._the_browser().restart()
         self._restarted = True
 
-    def _act(self, action: Action) -> tuple[str | None, TaskState]:
+    def _parse(self, text: str) -> PageAction | str:
+        """`text` as an action of this env's language, or the message saying why it is not one.
+
+        Override it (with `_perform`) to drive the page with another action language.
+        """
+        try:
+            return self.action_set.parse(text)
+        except ActionError as exc:
+            return str(exc)
+
+    def _perform(self, action: PageAction) -> str | None:
+        """Do a parsed action (not `answer`) on the page; return what went wrong in words, or
+        None. Raises `BrowserCrashed` when the browser died or hung."""
+        if not isinstance(action, Action):
+            raise TypeError(f"{type(self).__name__} cannot perform {type(action).__name__}")
+        return perform(self.session, action, self.task.start_url, self._snapshot.ids)
+
+    def _act(self, action: PageAction) -> tuple[str | None, TaskState]:
         """Perform `action`; return what went wrong (None if nothing) and the task's verdict."""
         session = self.session
         if action.name == "answer":
@@ -343,7 +374,7 @@ class WebEnv(Env):
                 return "this task takes no answer; act on the page instead.", self._evaluate(None)
             text = action.text or ""
             return None, self._evaluate(lambda: check(session.page, text))
-        problem = perform(session, action, self.task.start_url, self._snapshot.ids)
+        problem = self._perform(action)
         if self.freeze_time_ms is not None:
             session.browser.call(lambda: session.page.clock.run_for(self.tick_ms))
         return problem, self._evaluate(None)
@@ -394,7 +425,8 @@ class WebEnv(Env):
             "error": self._error,
         }
         if self.screenshots:
-            obs["image"] = self._image
+            # A copy: an invalid step shows the same screen, and observations must not share data.
+            obs["image"] = self._image.copy()
         return obs
 
     def _result(self, error: str, *, valid: bool, state: TaskState | None = None) -> StepResult:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
@@ -109,6 +110,15 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A context closed while a file was on its way (the next episode started): not an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 _server_lock = threading.Lock()
 _servers: dict[int, str] = {}
 
@@ -119,8 +129,7 @@ def serve_miniwob() -> str:
         origin = _servers.get(os.getpid())  # a forked worker starts its own
         if origin is None:
             handler = functools.partial(_QuietHandler, directory=str(miniwob_root()))
-            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            server.daemon_threads = True
+            server = _QuietServer(("127.0.0.1", 0), handler)
             threading.Thread(target=server.serve_forever, name="miniwob-http", daemon=True).start()
             origin = f"http://127.0.0.1:{server.server_address[1]}"
             _servers[os.getpid()] = origin

@@ -42,6 +42,8 @@ def test_every_suite_ships_its_baselines_on_its_page(suite_id: str) -> None:
     [
         pytest.param("turnwise-text-v0", marks=pytest.mark.slow),
         pytest.param("turnwise-web-v0", marks=pytest.mark.browser),  # replayed in Chromium
+        # replayed on the desktop apps in Xvfb and in Chromium
+        pytest.param("turnwise-gui-v0", marks=[pytest.mark.gui, pytest.mark.browser]),
     ],
 )
 @pytest.mark.parametrize("policy", BASELINES)

@@ -77,6 +77,8 @@ def test_builtin_suites_load_with_every_family_they_name() -> None:
     assert text.families == ("text",) and web.families == ("web",)
     assert bench.families == ("text", "web")
     assert bench.entries == text.entries + web.entries  # `include`d, in order
+    gui = load_suite("turnwise-gui-v0")
+    assert gui.families == ("gui",) and len(gui.episodes()) == 16
     assert dict(bench.engines) == {**text.engines, **web.engines}
     assert len({text.digest, web.digest, bench.digest}) == 3
 

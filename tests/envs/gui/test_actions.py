@@ -113,3 +113,8 @@ def test_sampled_actions_are_valid_gui_actions_and_seeded() -> None:
     assert space.contains("anything at all") and not space.contains(b"bytes")
     again = GuiActionSpace(320, 200, seed=3)
     assert [again.sample() for _ in range(300)] == samples
+
+    clicks = GuiActionSpace(50, 50, names=("click", "done"), seed=0)
+    assert {GuiActionSet(50, 50).parse(clicks.sample()).name for _ in range(20)} == {"click"}
+    with pytest.raises(ValueError, match="can be sampled"):
+        GuiActionSpace(50, 50, names=("done",))

@@ -1,0 +1,555 @@
+"""`GroundingEnv`: ScreenSpot-style GUI grounding ("click the …") with GUI-G² Gaussian rewards.
+
+`turnwise/Grounding-v0` shows a screenshot of a web page and names one element on it by its role
+and accessible name (`Click the button "Submit".`). The agent answers with one click; the click
+decides the episode. The element boxes come from the page itself (Chromium's accessibility tree
+for roles and names, the layout for boxes), so every task has an exact answer.
+
+Tasks: one element of one MiniWoB++ page instance (the pages of `GROUNDING_PAGES`, each showing
+buttons, links, checkboxes, radio buttons, tabs, text fields or labels):
+
+    click-checkboxes/train/0003#2     target 2 of instance 3 of the train split of click-checkboxes
+
+The instance is MiniWoB's (`<page>/<split>/<index>`, seeded as in `turnwise/MiniWoB-v0`, its own
+instruction bar hidden); `#k` picks the k-th element of the instance's targets, in an order
+shuffled by the instance id (modulo their number). Train and test instances never share a seed.
+Targets are the visible elements (non-empty box wholly on screen, not covered at its centre)
+that the instruction names unambiguously: no other element has the same name; a label that
+repeats a control's name is left to the control; an unnamed element only when it is the one
+element of its role.
+
+Observation: `image` (the screenshot, uint8 H×W×3) and `text` (the instruction and the screen
+size; with `elements_in_text=True` also every visible element and its box, one per line as
+`button "Submit" at x=40..100, y=80..100`, so text-only models can ground), and `instruction`.
+
+Actions: `click(x, y)`, `double_click(x, y)` or `right_click(x, y)` (`turnwise.envs.gui.actions`;
+the reset info's `action_syntax` lists them for the prompt). The first valid one ends the
+episode; anything else is an invalid step (the episode goes on, up to `max_turns`, 3 by default).
+
+Reward terms (0.0 on every step but the deciding one):
+* `outcome`: 1.0 when the click is inside the target's box (edges included), else 0.0;
+* `gaussian_point`, `gaussian_coverage`: GUI-G²'s Gaussian point and coverage rewards
+  (`turnwise.rewards.gaussian_point` / `gaussian_coverage`, adaptive σ = `alpha` × box size).
+`reward="binary"` weighs `outcome` alone; `reward="gaussian"` weighs the two Gaussian terms
+(R = R_point + R_coverage, as in GUI-G²). Success is a hit. `info["target_box"]` (left, top,
+width, height) and, on the deciding step, `info["point"]` are reported, so the `GaussianClick`
+process-reward hook works on this env too.
+
+Example:
+    >>> env = GroundingEnv(pages=["click-button"])
+    >>> env.tasks("test")[:3]
+    ['click-button/test/0000#0', 'click-button/test/0000#1', 'click-button/test/0000#2']
+    >>> env.close()
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from gymnasium import spaces
+
+from turnwise.core import Observation, StepResult, UnknownTaskError
+from turnwise.envs.web.base import TaskState, WebEnv, WebTask
+from turnwise.envs.web.miniwob import (
+    INSTANCES,
+    MiniWoBEnv,
+    MiniWoBTask,
+    miniwob_pages,
+    serve_miniwob,
+)
+from turnwise.envs.web.observe import screenshot
+from turnwise.rewards import gaussian_coverage, gaussian_point
+from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
+
+from .actions import ActionError, GuiAction, GuiActionSet, GuiActionSpace
+
+if TYPE_CHECKING:
+    from playwright.sync_api import CDPSession, Page
+
+    from turnwise.sandboxes.browser import Browser
+
+__all__ = [
+    "CLICKS",
+    "GROUNDING_PAGES",
+    "REWARD_PRESETS",
+    "ROLE_WORDS",
+    "Element",
+    "GroundingEnv",
+    "GroundingTask",
+    "click_terms",
+    "instruction_for",
+    "read_elements",
+    "targets",
+]
+
+#: MiniWoB pages whose instances show several kinds of nameable elements.
+GROUNDING_PAGES = (
+    "click-button", "click-checkboxes", "click-dialog-2", "click-link", "click-option",
+    "click-tab", "click-tab-2", "click-widget", "enter-text", "form-sequence", "login-user",
+    "multi-layouts", "social-media",
+)  # fmt: skip
+#: The actions that decide an episode (the only ones offered).
+CLICKS = ("click", "double_click", "right_click")
+#: Default reward weights of `reward="binary"` and `reward="gaussian"` (GUI-G²: point + coverage).
+REWARD_PRESETS: dict[str, dict[str, float]] = {
+    "binary": {"outcome": 1.0, "gaussian_point": 0.0, "gaussian_coverage": 0.0},
+    "gaussian": {"outcome": 0.0, "gaussian_point": 1.0, "gaussian_coverage": 1.0},
+}
+_TERMS = ("outcome", "gaussian_point", "gaussian_coverage")
+#: Accessibility roles that can be targets, and how an instruction calls them.
+ROLE_WORDS = {
+    "button": "button", "link": "link", "checkbox": "checkbox", "radio": "radio button",
+    "textbox": "text field", "searchbox": "search field", "combobox": "drop-down list",
+    "spinbutton": "number field", "slider": "slider", "switch": "switch", "tab": "tab",
+    "menuitem": "menu item", "image": "image", "StaticText": "text",
+}  # fmt: skip
+# Roles that are part of a control when inside one (a button's label, a link's icon).
+_CONTENT_ROLES = frozenset({"StaticText", "image"})
+_MAX_TEXT = 50
+# MiniWoB's instruction bar names another goal than ours: hidden (its space is kept).
+_HIDE_QUERY = """() => {
+  const style = document.createElement('style');
+  style.textContent = '#query { visibility: hidden !important; }';
+  document.head.appendChild(style);
+}"""
+# The box (left, top, right, bottom) of each node, or null when it is not one visible box that a
+# click at its centre reaches. Fixed, trusted text: the nodes are passed as arguments.
+_MEASURE = """function (...nodes) {
+  return nodes.map((node) => {
+    const text = node.nodeType === Node.TEXT_NODE;
+    const el = text ? node.parentElement : node;
+    if (!el || !el.checkVisibility({opacityProperty: true, visibilityProperty: true})) {
+      return null;
+    }
+    let rects;
+    if (text) {
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      rects = range.getClientRects();
+    } else {
+      rects = node.getClientRects();
+    }
+    rects = [...rects].filter((r) => r.width > 0 && r.height > 0);
+    if (rects.length !== 1) return null;  // hidden, or wrapped over lines
+    const r = rects[0];
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return hit && (hit === el || el.contains(hit)) ? [r.left, r.top, r.right, r.bottom] : null;
+  });
+}"""
+_GROUP = "turnwise-grounding"
+
+
+@dataclass(frozen=True)
+class Element:
+    """A visible element: accessibility role and name, and its box on the screen.
+
+    `box` is (left, top, width, height) in whole pixels: the smallest pixel-aligned box around
+    the element's layout box.
+
+    Example:
+        >>> button = Element("button", "Submit", (40, 80, 60, 20))
+        >>> button.centre, button.describe(), button.listing()
+        ((70, 90), 'button "Submit"', 'button "Submit" at x=40..100, y=80..100')
+    """
+
+    role: str
+    name: str
+    box: tuple[int, int, int, int]
+
+    @property
+    def centre(self) -> tuple[int, int]:
+        """The pixel at the middle of the box."""
+        left, top, width, height = self.box
+        return left + width // 2, top + height // 2
+
+    def describe(self) -> str:
+        """Role and name, as the listing and the instruction write them."""
+        word = ROLE_WORDS.get(self.role, self.role)
+        return f'{word} "{self.name}"' if self.name else word
+
+    def listing(self) -> str:
+        """One line of the `elements_in_text` listing."""
+        left, top, width, height = self.box
+        return f"{self.describe()} at x={left}..{left + width}, y={top}..{top + height}"
+
+
+def instruction_for(element: Element) -> str:
+    """The instruction that names `element`.
+
+    Example:
+        >>> instruction_for(Element("radio", "Blue", (0, 0, 10, 10)))
+        'Click the radio button "Blue".'
+        >>> instruction_for(Element("textbox", "", (0, 0, 10, 10)))
+        'Click the text field.'
+    """
+    return f"Click the {element.describe()}."
+
+
+def targets(elements: Sequence[Element]) -> list[Element]:
+    """The elements an instruction names unambiguously, in the order given.
+
+    A label that repeats a control's name is left to the control; a name that two remaining
+    elements share (in any case, whatever their roles) names neither; an unnamed element is a
+    target only as the one element of its role.
+
+    Example:
+        >>> found = targets([
+        ...     Element("checkbox", "Red", (0, 0, 10, 10)),
+        ...     Element("StaticText", "Red", (12, 0, 20, 10)),
+        ...     Element("button", "OK", (0, 20, 30, 10)),
+        ...     Element("link", "ok", (0, 40, 30, 10)),
+        ...     Element("textbox", "", (0, 60, 30, 10)),
+        ... ])
+        >>> [e.describe() for e in found]
+        ['checkbox "Red"', 'text field']
+    """
+    controls = {e.name.casefold() for e in elements if e.role not in _CONTENT_ROLES and e.name}
+    kept = [
+        e for e in elements if e.role not in _CONTENT_ROLES or e.name.casefold() not in controls
+    ]
+    names: dict[str, int] = {}
+    roles: dict[str, int] = {}
+    for e in elements:
+        roles[e.role] = roles.get(e.role, 0) + 1
+    for e in kept:
+        names[e.name.casefold()] = names.get(e.name.casefold(), 0) + 1
+    return [
+        e
+        for e in kept
+        if (e.name and names[e.name.casefold()] == 1) or (not e.name and roles[e.role] == 1)
+    ]
+
+
+def click_terms(
+    point: tuple[float, float], box: tuple[float, float, float, float], alpha: float = 0.5
+) -> dict[str, float]:
+    """The reward terms of a click at `point` on the target `box` (left, top, width, height).
+
+    Example:
+        >>> terms = click_terms((100, 20), (0, 0, 100, 40))  # on the right edge
+        >>> terms["outcome"], round(terms["gaussian_point"], 4)  # exp(-1/2)
+        (1.0, 0.6065)
+        >>> click_terms((101, 20), (0, 0, 100, 40))["outcome"]
+        0.0
+    """
+    left, top, width, height = box
+    x, y = point
+    inside = left <= x <= left + width and top <= y <= top + height
+    return {
+        "outcome": float(inside),
+        "gaussian_point": gaussian_point((x, y), box, alpha=alpha),
+        "gaussian_coverage": gaussian_coverage((x, y), box, alpha=alpha),
+    }
+
+
+def _value(field: dict[str, Any] | None) -> Any:
+    return None if not field else field.get("value")
+
+
+def read_elements(page: Page, cdp: CDPSession) -> list[Element]:
+    """The visible elements of the page in reading order (top to bottom, then left to right),
+    one entry per thing on the screen.
+
+    Roles and names are Chromium's accessibility tree's (`ROLE_WORDS` roles only). Left out:
+    ignored nodes, texts and images inside a control (they are the control), a control around
+    another of the same name (the inner one is kept), texts without a letter or digit or longer
+    than 50 characters, names with a double quote, and anything that is not one box wholly on screen, at least 2×2 pixels,
+    that a click at its centre reaches.
+    """
+    size = page.viewport_size or {"width": 0, "height": 0}
+    nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    by_id = {n["nodeId"]: n for n in nodes}
+    shadowed: set[str] = set()
+    wanted: list[tuple[dict[str, Any], str, str]] = []
+    for node in nodes:
+        role = str(_value(node.get("role")) or "")
+        if node.get("ignored") or role not in ROLE_WORDS or "backendDOMNodeId" not in node:
+            continue
+        name = " ".join(str(_value(node.get("name")) or "").split())
+        inside_control = False
+        parent = by_id.get(node.get("parentId", ""))
+        while parent is not None:
+            parent_role = str(_value(parent.get("role")) or "")
+            if parent_role in ROLE_WORDS and parent_role not in _CONTENT_ROLES:
+                inside_control = True
+                parent_name = " ".join(str(_value(parent.get("name")) or "").split())
+                if role not in _CONTENT_ROLES and parent_name == name:
+                    shadowed.add(parent["nodeId"])
+            parent = by_id.get(parent.get("parentId", ""))
+        # Left out: a control's own text or icon, a text that is no label, and a name with a
+        # double quote (an instruction could not quote it).
+        part_of_control = role in _CONTENT_ROLES and inside_control
+        if part_of_control or (role == "StaticText" and not _is_label(name)) or '"' in name:
+            continue
+        wanted.append((node, role, name))
+    wanted = [w for w in wanted if w[0]["nodeId"] not in shadowed]
+    if not wanted:
+        return []
+    try:
+        handles = [
+            cdp.send(
+                "DOM.resolveNode", {"backendNodeId": n["backendDOMNodeId"], "objectGroup": _GROUP}
+            )["object"]["objectId"]
+            for n, _, _ in wanted
+        ]
+        boxes = cdp.send(
+            "Runtime.callFunctionOn",
+            {
+                "functionDeclaration": _MEASURE,
+                "objectId": handles[0],
+                "arguments": [{"objectId": h} for h in handles],
+                "returnByValue": True,
+            },
+        )["result"]["value"]
+    finally:
+        cdp.send("Runtime.releaseObjectGroup", {"objectGroup": _GROUP})
+    elements = []
+    for (_, role, name), found in zip(wanted, boxes, strict=True):
+        if found is None:
+            continue
+        left, top = math.floor(found[0]), math.floor(found[1])
+        right, bottom = math.ceil(found[2]), math.ceil(found[3])
+        on_screen = left >= 0 and top >= 0 and right <= size["width"] and bottom <= size["height"]
+        if on_screen and right - left >= 2 and bottom - top >= 2:
+            elements.append(Element(role, name, (left, top, right - left, bottom - top)))
+    return sorted(elements, key=lambda e: (e.box[1], e.box[0]))  # stable: ties keep tree order
+
+
+def _is_label(text: str) -> bool:
+    return 0 < len(text) <= _MAX_TEXT and any(c.isalnum() for c in text)
+
+
+class GroundingTask:
+    """One grounding task: a page (`page_task`, whose `setup` shows it) and which target to name.
+
+    `choose(elements)` picks the target once the page is shown; the env judges the click
+    geometrically, so `evaluate` reports nothing.
+    """
+
+    def __init__(self, task_id: str, page_task: WebTask, pick: int) -> None:
+        self.task_id = task_id
+        self.page_task = page_task
+        self.pick = pick
+        self.start_url = page_task.start_url
+        self.allowed_origins = page_task.allowed_origins
+        self.instruction = ""
+        self.target: Element | None = None
+
+    def setup(self, page: Page) -> None:
+        self.page_task.setup(page)
+        page.evaluate(_HIDE_QUERY)
+
+    def choose(self, elements: Sequence[Element]) -> Element:
+        """Pick the target among `elements` (the `#k` of the task id, in a seeded order)."""
+        found = targets(elements)
+        if not found:
+            raise RuntimeError(
+                f"grounding task {self.task_id!r}: the page shows no element that an instruction "
+                "can name unambiguously; this page does not suit grounding tasks"
+            )
+        order = list(range(len(found)))
+        random.Random(self.page_task.task_id).shuffle(order)  # str seeds are stable across runs
+        self.target = found[order[self.pick % len(found)]]
+        self.instruction = instruction_for(self.target)
+        return self.target
+
+    def evaluate(self, page: Page) -> TaskState:
+        return TaskState()
+
+    def expert_action(self, env: WebEnv) -> str | None:
+        """A click at the centre of the target."""
+        if self.target is None:
+            return None
+        x, y = self.target.centre
+        return GuiAction("click", x, y).to_text()
+
+
+class GroundingEnv(WebEnv):
+    """Click the element the instruction names on a page screenshot; one click decides.
+
+    Args:
+        pages: MiniWoB pages to draw instances from (default: `GROUNDING_PAGES`).
+        reward: default reward weights: `"binary"` (`outcome`) or `"gaussian"` (GUI-G²:
+            `gaussian_point` + `gaussian_coverage`); `reward_weights` overrides either.
+        alpha: GUI-G²'s adaptive-variance factor: σ = `alpha` × the box's width (height).
+        elements_in_text: also list every visible element with its box in `text`.
+        targets_per_instance: targets (`#0`…) per page instance in the task lists.
+        viewport: `(width, height)` of the screen (MiniWoB pages fill 160×210 at the top left).
+        browser, executable_path: as in `WebEnv`.
+        split, max_turns, reward_weights, max_action_length, render_mode: as in `turnwise.Env`.
+
+    Example:
+        >>> env = GroundingEnv(reward="gaussian", reward_weights={"outcome": 0.5})
+        >>> sorted(env.reward_weights.items())
+        [('gaussian_coverage', 1.0), ('gaussian_point', 1.0), ('outcome', 0.5), ('valid', 0.1)]
+        >>> env.close()
+    """
+
+    family = "gui"
+    splits = ("train", "test")
+    default_reward_weights: ClassVar[Mapping[str, float]] = {
+        **WebEnv.default_reward_weights,
+        **REWARD_PRESETS["binary"],
+    }
+    freeze_time_ms: ClassVar[int | None] = MiniWoBEnv.freeze_time_ms
+
+    def __init__(
+        self,
+        pages: Sequence[str] | None = None,
+        *,
+        reward: Literal["binary", "gaussian"] = "binary",
+        alpha: float = 0.5,
+        elements_in_text: bool = False,
+        targets_per_instance: int = 4,
+        viewport: tuple[int, int] = (320, 320),
+        browser: Browser | None = None,
+        executable_path: str | None = None,
+        split: str = "train",
+        max_turns: int = 3,
+        reward_weights: Mapping[str, float] | None = None,
+        max_action_length: int = 4096,
+        render_mode: str | None = None,
+    ) -> None:
+        if reward not in REWARD_PRESETS:
+            raise ValueError(f"reward must be one of {sorted(REWARD_PRESETS)}, got {reward!r}")
+        if not alpha > 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        if targets_per_instance < 1:
+            raise ValueError(f"targets_per_instance must be at least 1, got {targets_per_instance}")
+        chosen = tuple(GROUNDING_PAGES if pages is None else pages)
+        unknown = [p for p in chosen if p not in miniwob_pages()]
+        if unknown or not chosen:
+            raise ValueError(f"unknown MiniWoB pages {unknown}; see miniwob_pages() for the list")
+        self.pages = chosen
+        self.reward = reward
+        self.alpha = float(alpha)
+        self.elements_in_text = bool(elements_in_text)
+        self.targets_per_instance = int(targets_per_instance)
+        # Instance-major, so that any prefix of a split mixes every page.
+        self._ids = {
+            split: [
+                f"{page}/{split}/{i:04d}#{k}"
+                for i in range(n)
+                for page in chosen
+                for k in range(self.targets_per_instance)
+            ]
+            for split, n in INSTANCES.items()
+        }
+        super().__init__(
+            screenshots=True,
+            viewport=viewport,
+            browser=browser,
+            executable_path=executable_path,
+            split=split,
+            max_turns=max_turns,
+            reward_weights={**REWARD_PRESETS[reward], **(reward_weights or {})},
+            max_action_length=max_action_length,
+            render_mode=render_mode,
+        )
+        width, height = self.viewport
+        self.gui_actions = GuiActionSet(width, height, CLICKS)
+        """The actions the agent speaks (`describe()` writes them for a prompt)."""
+        self.action_space = GuiActionSpace(width, height, max_action_length, names=CLICKS)
+        self.observation_space = spaces.Dict(
+            {
+                "text": String(DEFAULT_MAX_LENGTH),
+                "instruction": String(DEFAULT_MAX_LENGTH),
+                "image": image_space(height, width),
+            }
+        )
+        self._elements: list[Element] = []
+        self._target: Element | None = None
+        self._decided = False
+
+    # ------------------------------------------------------------------ tasks
+    def tasks(self, split: str | None = None) -> Sequence[str]:
+        return self._ids[self.split if split is None else split]
+
+    def make_task(self, task_id: str) -> GroundingTask:
+        instance, _, pick = task_id.partition("#")
+        page, split, index = [*instance.split("/"), "", ""][:3]
+        if (
+            page not in self.pages
+            or split not in INSTANCES
+            or not (index.isdigit() and len(index) == 4 and int(index) < INSTANCES[split])
+            or not (pick.isdigit() and int(pick) < self.targets_per_instance)
+        ):
+            raise UnknownTaskError(f"unknown grounding task {task_id!r}")
+        page_task = MiniWoBTask(page, split, int(index), serve_miniwob())
+        return GroundingTask(task_id, page_task, int(pick))
+
+    @property
+    def elements(self) -> list[Element]:
+        """The visible elements of the current screen (what `elements_in_text` lists)."""
+        return list(self._elements)
+
+    @property
+    def target(self) -> Element:
+        """The element the current episode's instruction names."""
+        if self._target is None:
+            raise RuntimeError("call reset() first: there is no target before the first episode")
+        return self._target
+
+    # ------------------------------------------------------------------ the contract
+    def _reset_task(self, task_id: str) -> tuple[Observation, dict[str, Any]]:
+        self._decided = False
+        self._target = None
+        _, info = super()._reset_task(task_id)
+        task = self.task
+        assert isinstance(task, GroundingTask)
+        self._target = task.choose(self._elements)
+        info["instruction"] = task.instruction
+        info["action_syntax"] = self.gui_actions.describe()
+        info["target_box"] = list(self._target.box)
+        return self._observation(), info
+
+    def _step(self, action: str) -> StepResult:
+        box = list(self.target.box)
+        try:
+            click = self.gui_actions.parse(action)
+        except ActionError as exc:
+            self._error = str(exc)
+            terms = dict.fromkeys(_TERMS, 0.0)
+            return StepResult(self._observation(), terms, valid=False, info={"target_box": box})
+        assert click.point is not None
+        self._error = ""
+        self._decided = True
+        terms = click_terms(click.point, self.target.box, self.alpha)
+        hit = terms["outcome"] == 1.0
+        return StepResult(
+            self._observation(),
+            terms,
+            terminated=True,
+            success=hit,
+            info={"point": list(click.point), "target_box": box},
+        )
+
+    def state_key(self) -> str:
+        """The task and whether its click was made (the screen never changes)."""
+        return f"{self._task_id}|{'decided' if self._decided else 'open'}"
+
+    # ------------------------------------------------------------------ machinery
+    def _observe(self) -> None:
+        session = self.session
+        self._elements = self._page_call(lambda: read_elements(session.page, session.cdp))
+        self._image = session.browser.call(lambda: screenshot(session.page))
+
+    def _observation(self) -> Observation:
+        instruction = self._task.instruction if self._task is not None else ""
+        width, height = self.viewport
+        lines = [
+            f"Instruction: {instruction}",
+            f"Screen: {width}x{height} pixels",
+        ]
+        if self._error:
+            lines.append(f"Error: {self._error}")
+        if self.elements_in_text:
+            lines.append("Elements:")
+            lines.extend(f"  {e.listing()}" for e in self._elements)
+        # A copy: the screen never changes, and observations must not share their data.
+        image = self._image.copy() if self._image is not None else None
+        return {"text": "\n".join(lines), "instruction": instruction, "image": image}
