@@ -15,6 +15,9 @@ Two ways to build the prompt:
   sends the chat messages, re-rendered from the history. When the backend reports the prompt
   ids it tokenized, the turn records them whole, marked `context_reset` (each turn is then its
   own training sequence).
+* **with images** (a template with `images=True`, for vision models): messages mode, with the
+  observation's screenshot attached to the current user message as an OpenAI-style image part.
+  The token budget counts the text only.
 
 History (`history="full"` or the last k exchanges) and `token_budget` (the most tokens a prompt
 may hold; generation's `max_tokens` comes on top) are applied the same way in both modes: the
@@ -55,7 +58,7 @@ import numpy as np
 
 from turnwise.parsing import ByNumber, ParseResult, parse_tagged
 
-from .policy import Generation, GenerationRequest, Policy, Sampling
+from .policy import Generation, GenerationRequest, Policy, Sampling, with_image
 from .prompting import Exchange, PromptTemplate, build_messages, message_counter, parse_plain
 from .tokens import CONTEXT_RESET, TokenContext, has_chat_template
 
@@ -98,6 +101,11 @@ class LLMAgent:
             raise ValueError(f"token_budget must be positive, got {token_budget}")
         tokenizer = getattr(policy, "tokenizer", None)
         usable = tokenizer is not None and has_chat_template(tokenizer)
+        if template is not None and template.images:
+            # Images travel in chat messages; a token context has no place for them.
+            if token_exact:
+                raise ValueError("a template with images=True needs token_exact=False")
+            usable = False
         if token_exact and not usable:
             raise ValueError(
                 f"token_exact=True needs a policy whose tokenizer has a chat template; "
@@ -160,6 +168,9 @@ class LLMAgent:
             messages, omitted = self._messages(user)
             if omitted:
                 self._turn_info["omitted_turns"] = omitted
+            image = observation.get("image") if isinstance(observation, Mapping) else None
+            if self.template.images and image is not None:
+                messages[-1] = with_image(messages[-1], image)
             request = GenerationRequest(messages=messages, sampling=sampling)
         self._pending = (user, time.perf_counter())
         return request

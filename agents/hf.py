@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .policy import Generation, GenerationRequest, Sampling
+from .tokens import render_chat
 
 if TYPE_CHECKING:
     import torch
@@ -219,9 +220,7 @@ class HFPolicy:
             ids = list(request.prompt_token_ids)
         else:
             assert request.messages is not None  # GenerationRequest checks one of them is set
-            text = self.tokenizer.apply_chat_template(
-                request.messages, tokenize=False, add_generation_prompt=True
-            )
+            text = render_chat(self.tokenizer, request.messages, True)
             # The template already wrote any BOS it wants; don't let the tokenizer add another.
             ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         if not ids:

@@ -14,10 +14,70 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Generation", "GenerationRequest", "Message", "Policy", "Sampling"]
+__all__ = [
+    "Generation",
+    "GenerationRequest",
+    "Message",
+    "Policy",
+    "Sampling",
+    "image_data_url",
+    "require_text_only",
+    "with_image",
+]
 
-Message = dict[str, str]
-"""A chat message: `{"role": "system" | "user" | "assistant", "content": str}`."""
+Message = dict[str, Any]
+"""A chat message: `{"role": "system" | "user" | "assistant", "content": str}`. For vision
+models behind an OpenAI-compatible server, a user message's content may instead be a list of
+content parts, text and an image (`with_image`)."""
+
+
+def image_data_url(image: Any) -> str:
+    """A uint8 H×W×3 image as a `data:image/png;base64,...` URL (needs pillow).
+
+    Example:
+        >>> import numpy as np
+        >>> image_data_url(np.zeros((2, 3, 3), dtype=np.uint8))[:22]
+        'data:image/png;base64,'
+    """
+    import base64
+    import io
+
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise ImportError("sending images needs pillow: pip install pillow") from exc
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def with_image(message: Message, image: Any) -> Message:
+    """`message` with `image` attached: OpenAI-style content parts, the text first.
+
+    Example:
+        >>> import numpy as np
+        >>> m = with_image({"role": "user", "content": "Screen:"}, np.zeros((2, 2, 3), "uint8"))
+        >>> [part["type"] for part in m["content"]]
+        ['text', 'image_url']
+    """
+    return {
+        **message,
+        "content": [
+            {"type": "text", "text": str(message["content"])},
+            {"type": "image_url", "image_url": {"url": image_data_url(image)}},
+        ],
+    }
+
+
+def require_text_only(messages: Sequence[Message], backend: str) -> None:
+    """Raise a clear error when a message carries content parts (images) a text-only backend
+    cannot read."""
+    if any(not isinstance(m.get("content"), str) for m in messages):
+        raise ValueError(
+            f"the {backend} backend takes text messages only, and this request carries an image; "
+            "send screenshots to a vision model behind an OpenAI-compatible server "
+            "(openai:URL#MODEL), or turn images off"
+        )
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,10 @@ class PromptTemplate:
             listed `1: …`, `2: …` and the agent answers with a number, which `ByNumber`
             parsing turns back into the command; `LLMAgent` sets that parser up). Numbers
             spare a small model from spelling long commands; the env still receives commands.
+        images: attach the observation's `image` (a screenshot) to each turn's user message,
+            for vision models. `LLMAgent` then sends chat messages (not token ids), so the
+            policy must read images: an OpenAI-compatible vision server (`openai:URL#MODEL`).
+            Only the current turn's image is sent; earlier turns keep their text.
 
     Example:
         >>> t = PromptTemplate(reply_format="plain")
@@ -110,6 +114,7 @@ class PromptTemplate:
     max_admissible: int = 50
     system_role: bool = True
     choices: Choices = "text"
+    images: bool = False
 
     family: ClassVar[str] = "other"
     role: ClassVar[str] = "You are an agent acting in an environment over many turns."
@@ -200,7 +205,8 @@ class WebTemplate(PromptTemplate):
 
 
 class GUITemplate(PromptTemplate):
-    """Desktop GUIs: the screen described in text; screenshots are noted but not sent.
+    """Desktop GUIs: the screen described in text; the screenshot is attached with `images=True`
+    (for vision models) and otherwise only noted.
 
     The system prompt includes the env's action syntax when the reset info gives it
     (`info["action_syntax"]`, as the GUI envs do)."""
@@ -219,8 +225,11 @@ class GUITemplate(PromptTemplate):
         image = observation.get("image") if isinstance(observation, Mapping) else None
         shape = getattr(image, "shape", None)
         if shape is not None and len(shape) >= 2:
-            # This template is text-only: say so, rather than let the model assume it saw pixels.
-            text += f"\n(A {shape[1]}x{shape[0]} screenshot was taken; it is not shown here.)"
+            if self.images:
+                text += f"\n(The {shape[1]}x{shape[0]} screenshot is attached.)"
+            else:
+                # Text only: say so, rather than let the model assume it saw pixels.
+                text += f"\n(A {shape[1]}x{shape[0]} screenshot was taken; it is not shown here.)"
         return text
 
 

@@ -74,7 +74,10 @@ def has_chat_template(tokenizer: Any) -> bool:
 
 
 def render_chat(tokenizer: Any, messages: Sequence[Message], add_generation_prompt: bool) -> str:
-    """The chat template's text for `messages` (not tokenized)."""
+    """The chat template's text for `messages` (not tokenized; text messages only)."""
+    from .policy import require_text_only
+
+    require_text_only(messages, "chat-template")
     text = tokenizer.apply_chat_template(
         list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
     )

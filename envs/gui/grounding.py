@@ -257,8 +257,8 @@ def read_elements(page: Page, cdp: CDPSession) -> list[Element]:
     Roles and names are Chromium's accessibility tree's (`ROLE_WORDS` roles only). Left out:
     ignored nodes, texts and images inside a control (they are the control), a control around
     another of the same name (the inner one is kept), texts without a letter or digit or longer
-    than 50 characters, names with a double quote, and anything that is not one box wholly on screen, at least 2×2 pixels,
-    that a click at its centre reaches.
+    than 50 characters, names with a double quote, and anything that is not one box wholly on
+    screen, at least 2×2 pixels, that a click at its centre reaches.
     """
     size = page.viewport_size or {"width": 0, "height": 0}
     nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]

@@ -217,6 +217,8 @@ def test_numbered_choices_reach_the_env_as_commands(tmp_path: Path) -> None:
     assert all("\n1: " in prompt for prompt in policy.prompts)
     assert run.identity()["choices"] == "number"
     assert "choices" not in config(tmp_path / "text").identity()  # as runs read before it
+    assert "images" not in config(tmp_path / "text").identity()
+    assert config(tmp_path / "seen", images=True).identity()["images"] is True
     with pytest.raises(ValueError, match="--choices"):
         config(tmp_path / "bad", choices="letter")
 

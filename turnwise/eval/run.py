@@ -63,6 +63,9 @@ class EvalConfig:
     choices: Choices = "text"
     """How a model policy names its action: `text` (it writes the command) or `number` (the
     prompt numbers the env's admissible actions; see `turnwise.agents.PromptTemplate`)."""
+    images: bool = False
+    """Attach each turn's screenshot to the model's prompt (GUI suites, with a vision model
+    behind an OpenAI-compatible server: `openai:URL#MODEL`)."""
     resume: bool = False
     """Carry on an evaluation cut short (its finished episodes are kept)."""
 
@@ -114,7 +117,8 @@ def evaluate(config: EvalConfig, *, policy: Any = None, progress: bool = False) 
                 policy=config.policy, out=folder, split=entry.split,
                 task_ids=entry.task_ids, group_size=1, workers=config.workers, seed=seed,
                 temperature=config.temperature, max_tokens=config.max_tokens,
-                max_turns=entry.max_turns, choices=config.choices, progress=progress,
+                max_turns=entry.max_turns, choices=config.choices, images=config.images,
+                progress=progress,
                 resume=(folder / "manifest.json").is_file(),
             )  # fmt: skip
             collect(collect_config, policy=policy)

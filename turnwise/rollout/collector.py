@@ -66,6 +66,7 @@ _IDENTITY = (
     "max_tokens",
     "max_turns",
     "choices",
+    "images",
 )
 
 
@@ -106,6 +107,9 @@ class CollectConfig:
     """How a model policy names its action: `text` (it writes the command) or `number` (the
     prompt numbers the env's admissible actions and it answers with one; see
     `turnwise.agents.PromptTemplate`)."""
+    images: bool = False
+    """Attach each turn's screenshot to the model's prompt (GUI and pixel envs; the policy must
+    be a vision model behind an OpenAI-compatible server, `openai:URL#MODEL`)."""
     max_turns: int | None = None
     """Truncate episodes after this many turns (`agent_max_turns`), besides the env's own limit."""
     turn_timeout: float | None = None
@@ -173,9 +177,11 @@ class CollectConfig:
         data["env_kwargs"] = self.env_kwargs_dict()
         data["task_ids"] = list(self.task_ids)
         # A run of the first N tasks has no task list (and reads as it did before the option).
-        # Likewise a run whose agent writes its actions (the default) has no `choices`.
+        # Likewise a run whose agent writes its actions (the default) has no `choices`, and a
+        # text-only one no `images`.
         skip = {"task_ids"} if not self.task_ids else set()
         skip |= {"choices"} if self.choices == "text" else set()
+        skip |= {"images"} if not self.images else set()
         return {k: data[k] for k in _IDENTITY if k not in skip}
 
 
@@ -608,7 +614,9 @@ class _Loop:
         )
         slot.agent = LLMAgent(
             self.policy,
-            template=template_for(self.config.env, choices=self.config.choices),
+            template=template_for(
+                self.config.env, choices=self.config.choices, images=self.config.images
+            ),
             sampling=sampling,
         )
         reset_agent(slot.agent, job.seed)
