@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,9 +166,6 @@ class Window:
     height: int
     pid: int | None = None
 
-    def contains(self, x: int, y: int) -> bool:
-        return self.x <= x < self.x + self.width and self.y <= y < self.y + self.height
-
 
 @dataclass
 class App:
@@ -280,7 +277,6 @@ class XDisplay:
         self._grabber: Any = None
         self._spare_codes: list[int] = []
         self._keycodes: dict[int, tuple[int, bool]] = {}
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def _read_display_number(self, fd: int, timeout_s: float) -> int:
@@ -462,21 +458,6 @@ class XDisplay:
                 break
             window = parent
         return None
-
-    def focus(self, window: Window) -> None:
-        """Raise `window` and give it the keyboard focus (there is no window manager)."""
-        from Xlib import X
-
-        w = self._x.create_resource_object("window", window.id)
-        w.configure(stack_mode=X.Above)
-        w.set_input_focus(X.RevertToPointerRoot, X.CurrentTime)
-        self._x.sync()
-
-    def move_window(self, window: Window, x: int, y: int, width: int, height: int) -> None:
-        """Place and size `window` (apps map wherever they like without a window manager)."""
-        w = self._x.create_resource_object("window", window.id)
-        w.configure(x=x, y=y, width=width, height=height)
-        self._x.sync()
 
     # ------------------------------------------------------------------ screen
     def screenshot(self) -> np.ndarray:
@@ -708,23 +689,6 @@ class XDisplay:
         return [first + i for i, syms in enumerate(mapping) if not any(syms)]
 
     # ------------------------------------------------------------------ helpers
-    @contextlib.contextmanager
-    def held(self, combo: str) -> Iterator[None]:
-        """Hold modifier keys (`"ctrl"`, `"shift+alt"`) while the block runs."""
-        from Xlib import X
-        from Xlib.ext import xtest
-
-        codes = [self._keycode_of_name(n)[0] for n in parse_key_combo(combo)]
-        for code in codes:
-            xtest.fake_input(self._x, X.KeyPress, code)
-        self._x.sync()
-        try:
-            yield
-        finally:
-            for code in reversed(codes):
-                xtest.fake_input(self._x, X.KeyRelease, code)
-            self._x.sync()
-
     def home(self) -> Path:
         """The private home folder apps started here get (removed by `close()`)."""
         return Path(self._home)

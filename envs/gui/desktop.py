@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from turnwise.core import Env, Observation, StepResult
+from turnwise.core import Env, Observation, StepResult, UnknownTaskError
 from turnwise.sandboxes.display import App, DisplayUnavailable, XDisplay
 from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
 
@@ -149,15 +149,14 @@ class DesktopEnv(Env):
 
     @property
     def display(self) -> XDisplay:
-        """The env's X display (started at the first reset)."""
-        if self._display is None or self._display.closed or not self._display.server_alive():
+        """The env's X display (started at the first reset; a dead one is replaced by `reset`
+        and by the next step, which also set the task up again)."""
+        if self._display is None or self._display.closed:
             self._start_display()
         assert self._display is not None
         return self._display
 
     def _reset_task(self, task_id: str) -> tuple[Observation, dict[str, Any]]:
-        from turnwise.core import UnknownTaskError
-
         try:
             self._task = make_task(task_id, self.kinds)
         except ValueError as exc:
@@ -208,7 +207,9 @@ class DesktopEnv(Env):
         plan = self._task.plan()
         if self._expert_step > 0 and self._last_action != plan[self._expert_step - 1]:
             self._expert_step = 0
-        if self._expert_step == 0 and len(self.display.windows()) > 1:
+        # A dead display has no windows to read; the next step restarts it and the task.
+        stray_dialog = self._display_alive() and len(self.display.windows()) > 1
+        if self._expert_step == 0 and stray_dialog:
             return 'key("escape")'
         if self._expert_step >= len(plan):
             self._expert_step = 0
@@ -253,6 +254,8 @@ class DesktopEnv(Env):
     def _open_task(self) -> None:
         """Stop the apps, write the task's files into a fresh folder, open them, wait."""
         task = self.task
+        if not self._display_alive():
+            self._start_display()
         display = self.display
         display.stop_apps(keep=[self._window_manager] if self._window_manager else [])
         # The pointer starts every episode at the same place: hover highlights depend on it.

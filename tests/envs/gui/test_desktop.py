@@ -123,6 +123,7 @@ def test_a_killed_display_is_restarted_and_the_task_set_up_again(env: DesktopEnv
     deadline = time.monotonic() + 10
     while process_alive(server) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert env.expert_action() is not None  # the expert does not trip over the dead display
     obs, _, _, _, info = env.step("click(400, 300)")
     assert info["display_restarted"] is True and info["valid_action"]
     assert "restarted" in obs["text"] and "notes.txt - Mousepad" in obs["text"]
