@@ -10,6 +10,10 @@ Measured in one run:
 * Desktop reset latency (median, p95) per app: stop the apps, write the task's files, start the
   app, wait for its window and for its first drawing to settle.
 * The parts: one XTest click (input only), one 800×600 screenshot (mss).
+* Accessibility (AT-SPI): one read of the app's elements (tree + `app_elements`) in Mousepad
+  and in Gnumeric; `Desktop-v0` step latency with `accessibility=True` (the same `type("a")`
+  and `key("left")` steps as above, now with the element listing); and
+  `turnwise/AppGrounding-v0` reset latency per app (start the app, bring up the view, read).
 * `turnwise/MiniWoBPixel-v0` step latency (a click at a point, then the screenshot), when the
   web extra and Chromium are installed.
 
@@ -82,6 +86,48 @@ def desktop(steps: int, resets: int) -> dict[str, Any]:
     return result
 
 
+def accessibility(steps: int, resets: int) -> dict[str, Any]:
+    from turnwise.envs.gui.app_grounding import AppGroundingEnv
+    from turnwise.envs.gui.desktop import DesktopEnv
+    from turnwise.envs.gui.elements import app_elements
+
+    result: dict[str, Any] = {"read": {}, "step": {}, "grounding_reset": {}}
+    env = DesktopEnv(max_turns=10 * steps + 10, accessibility=True)
+    for kind, app in (("write-line", "mousepad"), ("sheet-total", "gnumeric")):
+        env.reset(options={"task_id": f"{kind}/train/0000"})
+        display = env.display
+
+        def read(display: Any = display) -> None:
+            nodes = display.accessible_tree()
+            app_elements(nodes, env.size, display.windows(), display.popups())
+
+        result["read"][app] = {
+            **_summary(_timed(read, steps)),
+            "nodes": len(display.accessible_tree()),
+        }
+    env.reset(options={"task_id": "write-line/train/0000"})
+    env.step('type("some text to move through")')
+    for name, action in (("type", 'type("a")'), ("key", 'key("left")')):
+
+        def step(action: str = action) -> None:
+            _, _, terminated, truncated, info = env.step(action)
+            assert info["valid_action"] and not (terminated or truncated), info
+
+        result["step"][name] = _summary(_timed(step, steps))
+    env.close()
+    grounding = AppGroundingEnv()
+    for app in ("mousepad", "gnumeric"):
+        ids = iter(
+            [t for t in grounding.tasks("train") if t.startswith(app)][
+                :: grounding.targets_per_instance
+            ]
+        )
+        times = _timed(lambda ids=ids: grounding.reset(options={"task_id": next(ids)}), resets + 1)
+        result["grounding_reset"][app] = _summary(times[1:])
+    grounding.close()
+    return result
+
+
 def pixel_web(steps: int) -> dict[str, Any] | str:
     try:
         from turnwise.envs.web.pixels import MiniWoBPixelEnv
@@ -112,6 +158,8 @@ def main() -> None:
     result: dict[str, Any] = {"benchmark": "gui", "machine": machine()}
     result["desktop"] = desktop(args.steps, args.resets)
     print("desktop", result["desktop"])
+    result["accessibility"] = accessibility(args.steps, args.resets)
+    print("accessibility", result["accessibility"])
     result["pixel_web"] = pixel_web(args.steps)
     print("pixel_web", result["pixel_web"])
     result["machine_after"] = machine()["load_average"]

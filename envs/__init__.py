@@ -96,3 +96,11 @@ def register_all() -> None:
         requires=("playwright", "miniwob"),
         description="Click the named element on a web page screenshot (GUI-G² Gaussian rewards)",
     )
+    register(
+        "turnwise/AppGrounding-v0",
+        "turnwise.envs.gui.app_grounding:AppGroundingEnv",
+        family="gui",
+        extra="gui",
+        requires=("Xlib", "mss", "openpyxl", "jeepney"),
+        description="Click the named element of a real desktop app (boxes from AT-SPI)",
+    )

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     import numpy as np
     from Xlib.display import Display
 
+    from .a11y import AccessibilityBus, Accessible
+
 __all__ = [
     "INSTALL_HINT",
     "KEY_NAMES",
@@ -215,6 +217,8 @@ class XDisplay:
         depth: colour depth (24 gives RGB screenshots).
         xvfb: path of the Xvfb binary (default: `find_xvfb()`).
         start_timeout_s: how long the server may take to start.
+        accessibility: also start a private AT-SPI bus (`turnwise.sandboxes.a11y`): apps
+            launched afterwards describe their widgets to it, and `accessible_tree()` reads them.
 
     The display is not thread-safe: use it from one thread (an env and its worker).
     """
@@ -226,6 +230,7 @@ class XDisplay:
         depth: int = 24,
         xvfb: str | None = None,
         start_timeout_s: float = 10.0,
+        accessibility: bool = False,
     ) -> None:
         try:
             from Xlib import display as xdisplay
@@ -274,6 +279,15 @@ class XDisplay:
             self.close()
             raise DisplayUnavailable("the X server has no XTest extension")
         self._root = self._x.screen().root
+        self._a11y: AccessibilityBus | None = None
+        if accessibility:
+            from .a11y import AccessibilityBus
+
+            try:
+                self._a11y = AccessibilityBus(self.name, Path(self._home, ".a11y"))
+            except Exception:
+                self.close()
+                raise
         self._grabber: Any = None
         self._spare_codes: list[int] = []
         self._keycodes: dict[int, tuple[int, bool]] = {}
@@ -311,7 +325,10 @@ class XDisplay:
         return not self._finalizer.alive
 
     def close(self) -> None:
-        """Stop every app, then the server. Idempotent."""
+        """Stop every app, the accessibility bus, then the server. Idempotent."""
+        if getattr(self, "_a11y", None) is not None:
+            assert self._a11y is not None
+            self._a11y.close()
         x = getattr(self, "_x", None)
         if x is not None:
             with contextlib.suppress(Exception):
@@ -344,8 +361,8 @@ class XDisplay:
         """Start `argv` (a trusted command line, never agent text) on this display.
 
         The app gets `DISPLAY`, a private `HOME` (unless `env` sets one), no session bus
-        (settings stay in memory), and its own process group; `close()` and `stop_apps()` kill
-        the whole group.
+        (settings stay in memory) unless the display has an accessibility bus, and its own
+        process group; `close()` and `stop_apps()` kill the whole group.
         """
         if self.closed:
             raise RuntimeError("the display is closed")
@@ -359,6 +376,7 @@ class XDisplay:
             "GTK_A11Y": "none",
             "GTK_OVERLAY_SCROLLING": "0",  # fixed scroll bars: no fade-out between screenshots
             "XDG_RUNTIME_DIR": self._home,
+            **(self._a11y.app_env() if self._a11y is not None else {}),
             **(env or {}),
         }
         process = subprocess.Popen(
@@ -422,6 +440,29 @@ class XDisplay:
             )
         return found
 
+    def popups(self) -> list[Window]:
+        """The apps' override-redirect windows on the screen (open menus, tooltips, drop-down
+        lists), bottom to top: drawn over the others, and managed by no window manager (whose
+        own frames around app windows are left out)."""
+        from Xlib import X
+        from Xlib.error import XError
+
+        clients = {w.id for w in self.windows()}
+        found = []
+        for child in self._root.query_tree().children:
+            try:
+                attributes = child.get_attributes()
+                if not attributes.override_redirect or attributes.map_state != X.IsViewable:
+                    continue
+                geometry = child.get_geometry()
+                if geometry.width <= 1 or geometry.height <= 1 or _holds(child, clients):
+                    continue
+            except XError:  # gone while we looked
+                continue
+            box = (geometry.x, geometry.y, geometry.width, geometry.height)
+            found.append(Window(child.id, "", *box))
+        return found
+
     def wait_for_window(self, pattern: str, timeout_s: float = 10.0) -> Window:
         """The first window whose title matches the regular expression `pattern`."""
         compiled = re.compile(pattern)
@@ -458,6 +499,22 @@ class XDisplay:
                 break
             window = parent
         return None
+
+    # ------------------------------------------------------------------ accessibility
+    @property
+    def accessibility(self) -> AccessibilityBus | None:
+        """The display's AT-SPI bus (`accessibility=True`), or None."""
+        return self._a11y
+
+    def accessible_tree(
+        self, apps: Sequence[App] | None = None, *, max_nodes: int = 2000
+    ) -> list[Accessible]:
+        """What the apps (all, or those in `apps`) show, from their accessibility trees:
+        `turnwise.sandboxes.a11y.AccessibilityBus.tree`. Needs `accessibility=True`."""
+        if self._a11y is None:
+            raise RuntimeError("this display has no accessibility bus: pass accessibility=True")
+        pids = None if apps is None else [app.pid for app in apps]
+        return self._a11y.tree(pids, max_nodes=max_nodes)
 
     # ------------------------------------------------------------------ screen
     def screenshot(self) -> np.ndarray:
@@ -705,6 +762,16 @@ def _cpu_state(pids: Sequence[int]) -> list[tuple[str, int]]:
         fields = stat[stat.rfind(")") + 2 :].split()
         found.append((fields[0], int(fields[11]) + int(fields[12])))
     return found
+
+
+def _holds(window: Any, ids: set[int], depth: int = 3) -> bool:
+    """Whether `window` or a descendant (down to `depth` levels) has an id in `ids`: a window
+    manager's frame holds the client it decorates."""
+    if window.id in ids:
+        return True
+    if depth == 0:
+        return False
+    return any(_holds(child, ids, depth - 1) for child in window.query_tree().children)
 
 
 def _title(x: Display, window: Any) -> str:

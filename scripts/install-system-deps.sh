@@ -24,7 +24,7 @@ PACKAGE_TABLE='
 core
 text build-essential cmake
 web chromium
-gui xvfb matchbox-window-manager mousepad gnumeric fonts-dejavu-core
+gui xvfb matchbox-window-manager mousepad gnumeric fonts-dejavu-core dbus-daemon at-spi2-core libatk-adaptor
 swe bubblewrap git
 '
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ app (Mousepad, Gnumeric), and hands the agent the screen:
 
     image        the screenshot, uint8 H×W×3
     text         the instruction, the screen size, the open windows with their boxes (the
-                 focused one marked), and what went wrong with the last action
+                 focused one marked), with `accessibility=True` the app's visible elements
+                 (role, name and box, from its AT-SPI tree), and what went wrong with the
+                 last action
     instruction  the task
 
 Actions are the GUI actions of `turnwise.envs.gui.actions` (`click(x, y)`, `type("…")`,
@@ -18,11 +20,15 @@ Reward terms: `outcome` (1 when the checker says the task is done), `progress` (
 the checker's partial-completion measure, so an episode's progress terms sum to how far it got),
 and `valid`. The episode ends when the checker succeeds, when the agent says `done()` (success
 is then whatever the checker says), or at `max_turns`. `info["point"]` is where a pointer
-action acted. There is no accessibility tree: GTK's accessibility bus is off in the sandbox,
-so window titles and boxes are all the text there is.
+action acted.
 
-Apps run with a private home folder, no session bus and no network setup of their own; agent
-text reaches them only as key and mouse events. If the X server dies, the env starts a new one
+Accessibility: by default GTK's accessibility bridge is off, so window titles and boxes are all
+the text there is. `accessibility=True` gives the display a private AT-SPI bus
+(`turnwise.sandboxes.a11y`); the text then lists the elements the app shows, one per line
+(`push button "Save" at x=78..115, y=26..61`), read after each action (20–250 ms a step).
+
+Apps run with a private home folder, no network setup of their own, and a session bus only
+for accessibility; agent text reaches them only as key and mouse events. If the X server dies, the env starts a new one
 and sets the task up again (`info["display_restarted"]`).
 """
 
@@ -38,10 +44,12 @@ import numpy as np
 from gymnasium import spaces
 
 from turnwise.core import Env, Observation, StepResult, UnknownTaskError
+from turnwise.sandboxes.a11y import AccessibilityError
 from turnwise.sandboxes.display import App, DisplayUnavailable, XDisplay
 from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
 
 from .actions import ActionError, GuiActionSet, GuiActionSpace, perform
+from .elements import Element, app_elements
 from .tasks import KINDS, DesktopTask, Verdict, make_task
 
 __all__ = ["INSTANCES", "DesktopEnv"]
@@ -67,6 +75,7 @@ class DesktopEnv(Env):
         split: `train` or `test`.
         max_turns: per episode.
         settle_s: the longest wait for the screen to stop changing after an action.
+        accessibility: list the app's visible elements (AT-SPI) in `text`.
         reward_weights, max_action_length, render_mode: as in `turnwise.Env`
             (`render_mode="rgb_array"` makes `render()` return the screenshot).
 
@@ -93,6 +102,7 @@ class DesktopEnv(Env):
         split: str = "train",
         max_turns: int = 15,
         settle_s: float = 1.0,
+        accessibility: bool = False,
         reward_weights: Mapping[str, float] | None = None,
         max_action_length: int = 4096,
         render_mode: str | None = None,
@@ -104,6 +114,7 @@ class DesktopEnv(Env):
         self.kinds = chosen
         self.size = (int(size[0]), int(size[1]))
         self.settle_s = float(settle_s)
+        self.accessibility = bool(accessibility)
         self._ids = {
             s: [f"{k}/{s}/{i:04d}" for k in chosen for i in range(n)] for s, n in INSTANCES.items()
         }
@@ -127,6 +138,8 @@ class DesktopEnv(Env):
         self.action_space = GuiActionSpace(width, height, max_action_length)
         self._display: XDisplay | None = None
         self._window_manager: App | None = None
+        self._app: App | None = None
+        self._elements: list[Element] = []
         self._task: DesktopTask | None = None
         self._folder: Path | None = None
         self._verdict = Verdict(0.0, False)
@@ -239,8 +252,8 @@ class DesktopEnv(Env):
         if self._display is not None:
             self._display.close()
         try:
-            self._display = XDisplay(size=self.size)
-        except DisplayUnavailable as exc:
+            self._display = XDisplay(size=self.size, accessibility=self.accessibility)
+        except (DisplayUnavailable, AccessibilityError) as exc:
             raise DisplayUnavailable(f"{self.env_id} needs an X display: {exc}") from exc
         if shutil.which(WINDOW_MANAGER[0]) is None:
             raise DisplayUnavailable(
@@ -277,14 +290,17 @@ class DesktopEnv(Env):
         argv = task.setup(self._folder)
         # Relative paths and settings from a key file: titles show file names, never the
         # private folder's random path, so observations replay byte for byte.
-        display.launch(
+        self._app = display.launch(
             [executable, *argv[1:]], cwd=self._folder, env={"GSETTINGS_BACKEND": "keyfile"}
         )
         display.wait_for_window(task.window, timeout_s=_APP_START_S)
+        if display.accessibility is not None:
+            display.accessibility.wait_for_app(self._app.pid, timeout_s=_APP_START_S)
         self._checked_stamp = None
         self._verdict = self._check()
         # An app that just started draws in bursts (fonts, toolbars): wait for a longer calm.
         self._image = display.settle(timeout_s=_APP_START_S, quiet_s=0.3)
+        self._read_elements()
 
     def _recover(self) -> None:
         self._start_display()
@@ -297,6 +313,20 @@ class DesktopEnv(Env):
             self._image = display.settle(timeout_s=self.settle_s)
         else:
             self._image = display.screenshot()
+        self._read_elements()
+
+    def _read_elements(self) -> None:
+        """The elements the task's app shows now, from its accessibility tree (when on)."""
+        display = self._display
+        if display is None or display.accessibility is None or self._app is None:
+            self._elements = []
+            return
+        try:
+            nodes = display.accessible_tree([self._app])
+        except AccessibilityError:
+            self._elements = []  # an app that does not answer: the screenshot still shows all
+            return
+        self._elements = app_elements(nodes, self.size, display.windows(), display.popups())
 
     def _windows_text(self) -> str:
         if self._display is None:
@@ -334,6 +364,9 @@ class DesktopEnv(Env):
             f"Screen: {self.size[0]}x{self.size[1]} pixels",
             self._windows_text(),
         ]
+        if self.accessibility:
+            lines.append("Elements (top to bottom):" if self._elements else "Elements: none")
+            lines.extend(f"  {e.listing()}" for e in self._elements)
         if self._restarted:
             lines.append("Note: the display crashed and was restarted; the task started over.")
         if self._error:

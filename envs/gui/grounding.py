@@ -47,7 +47,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from gymnasium import spaces
@@ -62,10 +61,21 @@ from turnwise.envs.web.miniwob import (
     serve_miniwob,
 )
 from turnwise.envs.web.observe import screenshot
-from turnwise.rewards import gaussian_coverage, gaussian_point
 from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
 
 from .actions import ActionError, GuiAction, GuiActionSet, GuiActionSpace
+from .elements import (
+    _CONTENT_ROLES,
+    _TERMS,
+    CLICKS,
+    REWARD_PRESETS,
+    ROLE_WORDS,
+    Element,
+    _is_label,
+    click_terms,
+    instruction_for,
+    targets,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import CDPSession, Page
@@ -92,24 +102,6 @@ GROUNDING_PAGES = (
     "click-tab", "click-tab-2", "click-widget", "enter-text", "form-sequence", "login-user",
     "multi-layouts", "social-media",
 )  # fmt: skip
-#: The actions that decide an episode (the only ones offered).
-CLICKS = ("click", "double_click", "right_click")
-#: Default reward weights of `reward="binary"` and `reward="gaussian"` (GUI-G²: point + coverage).
-REWARD_PRESETS: dict[str, dict[str, float]] = {
-    "binary": {"outcome": 1.0, "gaussian_point": 0.0, "gaussian_coverage": 0.0},
-    "gaussian": {"outcome": 0.0, "gaussian_point": 1.0, "gaussian_coverage": 1.0},
-}
-_TERMS = ("outcome", "gaussian_point", "gaussian_coverage")
-#: Accessibility roles that can be targets, and how an instruction calls them.
-ROLE_WORDS = {
-    "button": "button", "link": "link", "checkbox": "checkbox", "radio": "radio button",
-    "textbox": "text field", "searchbox": "search field", "combobox": "drop-down list",
-    "spinbutton": "number field", "slider": "slider", "switch": "switch", "tab": "tab",
-    "menuitem": "menu item", "image": "image", "StaticText": "text",
-}  # fmt: skip
-# Roles that are part of a control when inside one (a button's label, a link's icon).
-_CONTENT_ROLES = frozenset({"StaticText", "image"})
-_MAX_TEXT = 50
 # MiniWoB's instruction bar names another goal than ours: hidden (its space is kept).
 _HIDE_QUERY = """() => {
   const style = document.createElement('style');
@@ -141,109 +133,6 @@ _MEASURE = """function (...nodes) {
   });
 }"""
 _GROUP = "turnwise-grounding"
-
-
-@dataclass(frozen=True)
-class Element:
-    """A visible element: accessibility role and name, and its box on the screen.
-
-    `box` is (left, top, width, height) in whole pixels: the smallest pixel-aligned box around
-    the element's layout box.
-
-    Example:
-        >>> button = Element("button", "Submit", (40, 80, 60, 20))
-        >>> button.centre, button.describe(), button.listing()
-        ((70, 90), 'button "Submit"', 'button "Submit" at x=40..100, y=80..100')
-    """
-
-    role: str
-    name: str
-    box: tuple[int, int, int, int]
-
-    @property
-    def centre(self) -> tuple[int, int]:
-        """The pixel at the middle of the box."""
-        left, top, width, height = self.box
-        return left + width // 2, top + height // 2
-
-    def describe(self) -> str:
-        """Role and name, as the listing and the instruction write them."""
-        word = ROLE_WORDS.get(self.role, self.role)
-        return f'{word} "{self.name}"' if self.name else word
-
-    def listing(self) -> str:
-        """One line of the `elements_in_text` listing."""
-        left, top, width, height = self.box
-        return f"{self.describe()} at x={left}..{left + width}, y={top}..{top + height}"
-
-
-def instruction_for(element: Element) -> str:
-    """The instruction that names `element`.
-
-    Example:
-        >>> instruction_for(Element("radio", "Blue", (0, 0, 10, 10)))
-        'Click the radio button "Blue".'
-        >>> instruction_for(Element("textbox", "", (0, 0, 10, 10)))
-        'Click the text field.'
-    """
-    return f"Click the {element.describe()}."
-
-
-def targets(elements: Sequence[Element]) -> list[Element]:
-    """The elements an instruction names unambiguously, in the order given.
-
-    A label that repeats a control's name is left to the control; a name that two remaining
-    elements share (in any case, whatever their roles) names neither; an unnamed element is a
-    target only as the one element of its role.
-
-    Example:
-        >>> found = targets([
-        ...     Element("checkbox", "Red", (0, 0, 10, 10)),
-        ...     Element("StaticText", "Red", (12, 0, 20, 10)),
-        ...     Element("button", "OK", (0, 20, 30, 10)),
-        ...     Element("link", "ok", (0, 40, 30, 10)),
-        ...     Element("textbox", "", (0, 60, 30, 10)),
-        ... ])
-        >>> [e.describe() for e in found]
-        ['checkbox "Red"', 'text field']
-    """
-    controls = {e.name.casefold() for e in elements if e.role not in _CONTENT_ROLES and e.name}
-    kept = [
-        e for e in elements if e.role not in _CONTENT_ROLES or e.name.casefold() not in controls
-    ]
-    names: dict[str, int] = {}
-    roles: dict[str, int] = {}
-    for e in elements:
-        roles[e.role] = roles.get(e.role, 0) + 1
-    for e in kept:
-        names[e.name.casefold()] = names.get(e.name.casefold(), 0) + 1
-    return [
-        e
-        for e in kept
-        if (e.name and names[e.name.casefold()] == 1) or (not e.name and roles[e.role] == 1)
-    ]
-
-
-def click_terms(
-    point: tuple[float, float], box: tuple[float, float, float, float], alpha: float = 0.5
-) -> dict[str, float]:
-    """The reward terms of a click at `point` on the target `box` (left, top, width, height).
-
-    Example:
-        >>> terms = click_terms((100, 20), (0, 0, 100, 40))  # on the right edge
-        >>> terms["outcome"], round(terms["gaussian_point"], 4)  # exp(-1/2)
-        (1.0, 0.6065)
-        >>> click_terms((101, 20), (0, 0, 100, 40))["outcome"]
-        0.0
-    """
-    left, top, width, height = box
-    x, y = point
-    inside = left <= x <= left + width and top <= y <= top + height
-    return {
-        "outcome": float(inside),
-        "gaussian_point": gaussian_point((x, y), box, alpha=alpha),
-        "gaussian_coverage": gaussian_coverage((x, y), box, alpha=alpha),
-    }
 
 
 def _value(field: dict[str, Any] | None) -> Any:
@@ -317,10 +206,6 @@ def read_elements(page: Page, cdp: CDPSession) -> list[Element]:
         if on_screen and right - left >= 2 and bottom - top >= 2:
             elements.append(Element(role, name, (left, top, right - left, bottom - top)))
     return sorted(elements, key=lambda e: (e.box[1], e.box[0]))  # stable: ties keep tree order
-
-
-def _is_label(text: str) -> bool:
-    return 0 < len(text) <= _MAX_TEXT and any(c.isalnum() for c in text)
 
 
 class GroundingTask:

@@ -72,9 +72,17 @@ def missing_ray() -> str | None:
 def missing_gui() -> str | None:
     if shutil.which("Xvfb") is None:
         return "needs Xvfb (scripts/install-system-deps.sh gui, or apt-get install xvfb)"
-    for module, package in (("Xlib", "python-xlib"), ("mss", "mss")):
+    for module, package in (("Xlib", "python-xlib"), ("mss", "mss"), ("jeepney", "jeepney")):
         if importlib.util.find_spec(module) is None:
             return f"needs {package} (pip install 'turnwise[gui]')"
+    from turnwise.sandboxes.a11y import AccessibilityError, find_bus_launcher
+
+    try:
+        find_bus_launcher()
+    except AccessibilityError:
+        return "needs AT-SPI (scripts/install-system-deps.sh gui)"
+    if shutil.which("dbus-daemon") is None:
+        return "needs dbus-daemon (scripts/install-system-deps.sh gui)"
     return None
 
 
