@@ -36,20 +36,12 @@ from typing import Any, ClassVar, Literal
 
 from gymnasium import spaces
 
-from turnwise.core import Observation, StepResult, UnknownTaskError
+from turnwise.core import Observation, UnknownTaskError
 from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
 
-from .actions import ActionError, GuiAction, GuiActionSet, GuiActionSpace
+from .actions import GuiAction, GuiActionSet, GuiActionSpace
 from .desktop import DesktopEnv
-from .elements import (
-    _TERMS,
-    CLICKS,
-    REWARD_PRESETS,
-    Element,
-    click_terms,
-    instruction_for,
-    targets,
-)
+from .elements import CLICKS, REWARD_PRESETS, ClickGrounding, Element, instruction_for, targets
 from .tasks import KINDS, make_task
 
 __all__ = ["APPS", "INSTANCES", "VIEWS", "AppGroundingEnv", "scene_plan"]
@@ -95,7 +87,7 @@ def scene_plan(scene: str) -> tuple[str, str, random.Random]:
     return f"{kind}/{split}/{index}", view, rng
 
 
-class AppGroundingEnv(DesktopEnv):
+class AppGroundingEnv(ClickGrounding, DesktopEnv):
     """Click the element the instruction names on a desktop app's screenshot; one click decides.
 
     Args:
@@ -131,12 +123,7 @@ class AppGroundingEnv(DesktopEnv):
         max_action_length: int = 4096,
         render_mode: str | None = None,
     ) -> None:
-        if reward not in REWARD_PRESETS:
-            raise ValueError(f"reward must be one of {sorted(REWARD_PRESETS)}, got {reward!r}")
-        if not alpha > 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        if targets_per_instance < 1:
-            raise ValueError(f"targets_per_instance must be at least 1, got {targets_per_instance}")
+        self._check_options(reward, alpha, targets_per_instance)
         chosen = tuple(APPS if apps is None else apps)
         unknown = [a for a in chosen if a not in APPS]
         if unknown or not chosen:
@@ -167,7 +154,7 @@ class AppGroundingEnv(DesktopEnv):
             for split, n in INSTANCES.items()
         }
         width, height = self.size
-        self.actions = GuiActionSet(width, height, CLICKS)
+        self.actions = self.gui_actions = GuiActionSet(width, height, CLICKS)
         self.action_space = GuiActionSpace(width, height, max_action_length, names=CLICKS)
         self.observation_space = spaces.Dict(
             {
@@ -182,18 +169,6 @@ class AppGroundingEnv(DesktopEnv):
         self._decided = False
 
     # ------------------------------------------------------------------ tasks
-    @property
-    def target(self) -> Element:
-        """The element the current episode's instruction names."""
-        if self._target is None:
-            raise RuntimeError("call reset() first: there is no target before the first episode")
-        return self._target
-
-    @property
-    def elements(self) -> list[Element]:
-        """The visible elements of the current screen (what `elements_in_text` lists)."""
-        return list(self._elements)
-
     @property
     def view(self) -> str:
         """The current scene's view (a key of `VIEWS[app]`)."""
@@ -241,31 +216,6 @@ class AppGroundingEnv(DesktopEnv):
             "display_restarted": False,
         }
         return self._observation(), info
-
-    def _step(self, action: str) -> StepResult:
-        box = list(self.target.box)
-        try:
-            click = self.actions.parse(action)
-        except ActionError as exc:
-            self._error = str(exc)
-            terms = dict.fromkeys(_TERMS, 0.0)
-            return StepResult(self._observation(), terms, valid=False, info={"target_box": box})
-        assert click.point is not None
-        self._error = ""
-        self._decided = True
-        terms = click_terms(click.point, self.target.box, self.alpha)
-        hit = terms["outcome"] == 1.0
-        return StepResult(
-            self._observation(),
-            terms,
-            terminated=True,
-            success=hit,
-            info={"point": list(click.point), "target_box": box},
-        )
-
-    def state_key(self) -> str:
-        """The task and whether its click was made (the screen never changes)."""
-        return f"{self._task_id}|{'decided' if self._decided else 'open'}"
 
     def expert_action(self) -> str | None:
         """A click at the centre of the target."""

@@ -13,9 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from turnwise.core import StepResult
 from turnwise.rewards import gaussian_coverage, gaussian_point
 
+from .actions import ActionError, GuiActionSet
+
 if TYPE_CHECKING:
+    from turnwise.core import Observation
     from turnwise.sandboxes.a11y import Accessible
     from turnwise.sandboxes.display import Window
 
@@ -24,6 +28,7 @@ __all__ = [
     "CLICKS",
     "REWARD_PRESETS",
     "ROLE_WORDS",
+    "ClickGrounding",
     "Element",
     "app_elements",
     "click_terms",
@@ -161,6 +166,72 @@ def click_terms(
         "gaussian_point": gaussian_point((x, y), box, alpha=alpha),
         "gaussian_coverage": gaussian_coverage((x, y), box, alpha=alpha),
     }
+
+
+class ClickGrounding:
+    """What the grounding envs share (mixed in before their env base class): one click decides,
+    judged against the target's box; anything else is an invalid step.
+
+    The env sets `gui_actions` (clicks only), `alpha`, and, at each reset, `_elements`,
+    `_target` and `_decided = False`; it writes `_observation()` (`Error:` from `_error`).
+    """
+
+    gui_actions: GuiActionSet
+    alpha: float
+    _elements: list[Element]
+    _target: Element | None
+    _decided: bool
+    _error: str
+    _task_id: str | None
+
+    if TYPE_CHECKING:
+
+        def _observation(self) -> Observation: ...
+
+    @staticmethod
+    def _check_options(reward: str, alpha: float, targets_per_instance: int) -> None:
+        if reward not in REWARD_PRESETS:
+            raise ValueError(f"reward must be one of {sorted(REWARD_PRESETS)}, got {reward!r}")
+        if not alpha > 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        if targets_per_instance < 1:
+            raise ValueError(f"targets_per_instance must be at least 1, got {targets_per_instance}")
+
+    @property
+    def elements(self) -> list[Element]:
+        """The visible elements of the current screen (what `elements_in_text` lists)."""
+        return list(self._elements)
+
+    @property
+    def target(self) -> Element:
+        """The element the current episode's instruction names."""
+        if self._target is None:
+            raise RuntimeError("call reset() first: there is no target before the first episode")
+        return self._target
+
+    def _step(self, action: str) -> StepResult:
+        box = list(self.target.box)
+        try:
+            click = self.gui_actions.parse(action)
+        except ActionError as exc:
+            self._error = str(exc)
+            terms = dict.fromkeys(_TERMS, 0.0)
+            return StepResult(self._observation(), terms, valid=False, info={"target_box": box})
+        assert click.point is not None
+        self._error = ""
+        self._decided = True
+        terms = click_terms(click.point, self.target.box, self.alpha)
+        return StepResult(
+            self._observation(),
+            terms,
+            terminated=True,
+            success=terms["outcome"] == 1.0,
+            info={"point": list(click.point), "target_box": box},
+        )
+
+    def state_key(self) -> str:
+        """The task and whether its click was made (the screen never changes)."""
+        return f"{self._task_id}|{'decided' if self._decided else 'open'}"
 
 
 def _is_label(text: str) -> bool:

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from gymnasium import spaces
 
-from turnwise.core import Observation, StepResult, UnknownTaskError
+from turnwise.core import Observation, UnknownTaskError
 from turnwise.envs.web.base import TaskState, WebEnv, WebTask
 from turnwise.envs.web.miniwob import (
     INSTANCES,
@@ -63,13 +63,13 @@ from turnwise.envs.web.miniwob import (
 from turnwise.envs.web.observe import screenshot
 from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
 
-from .actions import ActionError, GuiAction, GuiActionSet, GuiActionSpace
+from .actions import GuiAction, GuiActionSet, GuiActionSpace
 from .elements import (
     _CONTENT_ROLES,
-    _TERMS,
     CLICKS,
     REWARD_PRESETS,
     ROLE_WORDS,
+    ClickGrounding,
     Element,
     _is_label,
     click_terms,
@@ -253,7 +253,7 @@ class GroundingTask:
         return GuiAction("click", x, y).to_text()
 
 
-class GroundingEnv(WebEnv):
+class GroundingEnv(ClickGrounding, WebEnv):
     """Click the element the instruction names on a page screenshot; one click decides.
 
     Args:
@@ -299,12 +299,7 @@ class GroundingEnv(WebEnv):
         max_action_length: int = 4096,
         render_mode: str | None = None,
     ) -> None:
-        if reward not in REWARD_PRESETS:
-            raise ValueError(f"reward must be one of {sorted(REWARD_PRESETS)}, got {reward!r}")
-        if not alpha > 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
-        if targets_per_instance < 1:
-            raise ValueError(f"targets_per_instance must be at least 1, got {targets_per_instance}")
+        self._check_options(reward, alpha, targets_per_instance)
         chosen = tuple(GROUNDING_PAGES if pages is None else pages)
         unknown = [p for p in chosen if p not in miniwob_pages()]
         if unknown or not chosen:
@@ -367,18 +362,6 @@ class GroundingEnv(WebEnv):
         page_task = MiniWoBTask(page, split, int(index), serve_miniwob())
         return GroundingTask(task_id, page_task, int(pick))
 
-    @property
-    def elements(self) -> list[Element]:
-        """The visible elements of the current screen (what `elements_in_text` lists)."""
-        return list(self._elements)
-
-    @property
-    def target(self) -> Element:
-        """The element the current episode's instruction names."""
-        if self._target is None:
-            raise RuntimeError("call reset() first: there is no target before the first episode")
-        return self._target
-
     # ------------------------------------------------------------------ the contract
     def _reset_task(self, task_id: str) -> tuple[Observation, dict[str, Any]]:
         self._decided = False
@@ -391,31 +374,6 @@ class GroundingEnv(WebEnv):
         info["action_syntax"] = self.gui_actions.describe()
         info["target_box"] = list(self._target.box)
         return self._observation(), info
-
-    def _step(self, action: str) -> StepResult:
-        box = list(self.target.box)
-        try:
-            click = self.gui_actions.parse(action)
-        except ActionError as exc:
-            self._error = str(exc)
-            terms = dict.fromkeys(_TERMS, 0.0)
-            return StepResult(self._observation(), terms, valid=False, info={"target_box": box})
-        assert click.point is not None
-        self._error = ""
-        self._decided = True
-        terms = click_terms(click.point, self.target.box, self.alpha)
-        hit = terms["outcome"] == 1.0
-        return StepResult(
-            self._observation(),
-            terms,
-            terminated=True,
-            success=hit,
-            info={"point": list(click.point), "target_box": box},
-        )
-
-    def state_key(self) -> str:
-        """The task and whether its click was made (the screen never changes)."""
-        return f"{self._task_id}|{'decided' if self._decided else 'open'}"
 
     # ------------------------------------------------------------------ machinery
     def _observe(self) -> None:
