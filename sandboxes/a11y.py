@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 import weakref
@@ -115,7 +116,7 @@ def _with_parent_death_signal(argv: list[str]) -> list[str]:
 def _stop(processes: list[subprocess.Popen[bytes]], home: str) -> None:
     for process in reversed(processes):
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, 9)
+            os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=2.0)
     processes.clear()

@@ -440,14 +440,15 @@ class XDisplay:
             )
         return found
 
-    def popups(self) -> list[Window]:
+    def popups(self, windows: Sequence[Window] | None = None) -> list[Window]:
         """The apps' override-redirect windows on the screen (open menus, tooltips, drop-down
         lists), bottom to top: drawn over the others, and managed by no window manager (whose
-        own frames around app windows are left out)."""
+        own frames around app windows are left out). Pass `windows()` when you have it, to
+        spare reading it again."""
         from Xlib import X
         from Xlib.error import XError
 
-        clients = {w.id for w in self.windows()}
+        clients = {w.id for w in (self.windows() if windows is None else windows)}
         found = []
         for child in self._root.query_tree().children:
             try:

@@ -34,14 +34,11 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from gymnasium import spaces
+from turnwise.core import Observation
 
-from turnwise.core import Observation, UnknownTaskError
-from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
-
-from .actions import GuiAction, GuiActionSet, GuiActionSpace
+from .actions import GuiAction
 from .desktop import DesktopEnv
-from .elements import CLICKS, REWARD_PRESETS, ClickGrounding, Element, instruction_for, targets
+from .elements import REWARD_PRESETS, ClickGrounding, Element, instruction_for, pick_target, targets
 from .tasks import KINDS, make_task
 
 __all__ = ["APPS", "INSTANCES", "VIEWS", "AppGroundingEnv", "scene_plan"]
@@ -139,30 +136,12 @@ class AppGroundingEnv(ClickGrounding, DesktopEnv):
             render_mode=render_mode,
         )
         self.apps = chosen
-        self.reward = reward
-        self.alpha = float(alpha)
-        self.elements_in_text = bool(elements_in_text)
-        self.targets_per_instance = int(targets_per_instance)
-        # Scene-major, so that any prefix of a split mixes every app.
-        self._ids = {
-            split: [
-                f"{app}/{split}/{i:04d}#{k}"
-                for i in range(n)
-                for app in chosen
-                for k in range(self.targets_per_instance)
-            ]
-            for split, n in INSTANCES.items()
-        }
+        self._set_options(reward, alpha, elements_in_text, targets_per_instance, chosen, INSTANCES)
         width, height = self.size
-        self.actions = self.gui_actions = GuiActionSet(width, height, CLICKS)
-        self.action_space = GuiActionSpace(width, height, max_action_length, names=CLICKS)
-        self.observation_space = spaces.Dict(
-            {
-                "text": String(DEFAULT_MAX_LENGTH),
-                "instruction": String(DEFAULT_MAX_LENGTH),
-                "image": image_space(height, width),
-            }
+        self.gui_actions, self.action_space, self.observation_space = self._click_spaces(
+            width, height, max_action_length
         )
+        self.actions = self.gui_actions
         self._target: Element | None = None
         self._instruction = ""
         self._view = ""
@@ -174,21 +153,9 @@ class AppGroundingEnv(ClickGrounding, DesktopEnv):
         """The current scene's view (a key of `VIEWS[app]`)."""
         return self._view
 
-    def _scene(self, task_id: str) -> tuple[str, str, int, int]:
-        scene, _, pick = task_id.partition("#")
-        app, split, index = [*scene.split("/"), "", ""][:3]
-        if (
-            app not in self.apps
-            or split not in INSTANCES
-            or not (index.isdigit() and len(index) == 4 and int(index) < INSTANCES[split])
-            or not (pick.isdigit() and int(pick) < self.targets_per_instance)
-        ):
-            raise UnknownTaskError(f"unknown app grounding task {task_id!r}")
-        return app, split, int(index), int(pick)
-
     # ------------------------------------------------------------------ the contract
     def _reset_task(self, task_id: str) -> tuple[Observation, dict[str, Any]]:
-        app, split, index, pick = self._scene(task_id)
+        app, split, index, pick = self._parse_task_id(task_id, self.apps, INSTANCES)
         scene = f"{app}/{split}/{index:04d}"
         desktop_task, self._view, rng = scene_plan(scene)
         self._task = make_task(desktop_task, tuple(KINDS))
@@ -204,9 +171,7 @@ class AppGroundingEnv(ClickGrounding, DesktopEnv):
                 f"app grounding task {task_id!r}: the {self._view} view of {app} shows no "
                 "element that an instruction can name unambiguously"
             )
-        order = list(range(len(found)))
-        random.Random(scene).shuffle(order)
-        self._target = found[order[pick % len(found)]]
+        self._target = pick_target(found, scene, pick)
         self._instruction = instruction_for(self._target)
         info = {
             "instruction": self._instruction,
@@ -239,20 +204,14 @@ class AppGroundingEnv(ClickGrounding, DesktopEnv):
                 display.click(x, y)
         elif shortcut is not None:
             display.key(shortcut)
-        if self._view != "window":
-            self._image = display.settle(timeout_s=5.0, quiet_s=0.3)
+        else:
+            return  # the main window: what `_open_task` read is the view
+        self._image = display.settle(timeout_s=5.0, quiet_s=0.3)
         self._read_elements()
 
     def _observation(self) -> Observation:
-        width, height = self.size
-        lines = [f"Instruction: {self._instruction}", f"Screen: {width}x{height} pixels"]
-        if self._error:
-            lines.append(f"Error: {self._error}")
-        if self.elements_in_text:
-            lines.append("Elements:")
-            lines.extend(f"  {e.listing()}" for e in self._elements)
         return {
-            "text": "\n".join(lines),
+            "text": self._text(self._instruction, self.size),
             "instruction": self._instruction,
             "image": self._image.copy(),
         }

@@ -326,7 +326,8 @@ class DesktopEnv(Env):
         except AccessibilityError:
             self._elements = []  # an app that does not answer: the screenshot still shows all
             return
-        self._elements = app_elements(nodes, self.size, display.windows(), display.popups())
+        windows = display.windows()
+        self._elements = app_elements(nodes, self.size, windows, display.popups(windows))
 
     def _windows_text(self) -> str:
         if self._display is None:

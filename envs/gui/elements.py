@@ -9,14 +9,18 @@ scores a click: a hit, and GUI-G²'s Gaussian point and coverage rewards.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from turnwise.core import StepResult
-from turnwise.rewards import gaussian_coverage, gaussian_point
+from gymnasium import spaces
 
-from .actions import ActionError, GuiActionSet
+from turnwise.core import StepResult, UnknownTaskError
+from turnwise.rewards import gaussian_coverage, gaussian_point
+from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
+
+from .actions import ActionError, GuiActionSet, GuiActionSpace
 
 if TYPE_CHECKING:
     from turnwise.core import Observation
@@ -33,6 +37,7 @@ __all__ = [
     "app_elements",
     "click_terms",
     "instruction_for",
+    "pick_target",
     "targets",
 ]
 
@@ -146,6 +151,19 @@ def targets(elements: Sequence[Element]) -> list[Element]:
     ]
 
 
+def pick_target(found: Sequence[Element], seed: str, pick: int) -> Element:
+    """The `pick`-th of the targets `found`, in an order shuffled by `seed` (modulo their number).
+
+    Example:
+        >>> found = [Element("button", name, (0, 0, 10, 10)) for name in "ABC"]
+        >>> pick_target(found, "scene", 0) == pick_target(found, "scene", 3)
+        True
+    """
+    order = list(range(len(found)))
+    random.Random(seed).shuffle(order)  # str seeds are stable across runs
+    return found[order[pick % len(found)]]
+
+
 def click_terms(
     point: tuple[float, float], box: tuple[float, float, float, float], alpha: float = 0.5
 ) -> dict[str, float]:
@@ -172,12 +190,18 @@ class ClickGrounding:
     """What the grounding envs share (mixed in before their env base class): one click decides,
     judged against the target's box; anything else is an invalid step.
 
-    The env sets `gui_actions` (clicks only), `alpha`, and, at each reset, `_elements`,
-    `_target` and `_decided = False`; it writes `_observation()` (`Error:` from `_error`).
+    The env calls `_check_options`, `_set_options` and `_click_spaces` as it is built;
+    at each reset it sets `_elements`, `_target` and `_decided = False`; it writes
+    `_observation()`, whose text `_text(instruction, size)` writes.
     """
 
     gui_actions: GuiActionSet
+    """The actions the agent speaks (`describe()` writes them for a prompt)."""
+    reward: str
     alpha: float
+    elements_in_text: bool
+    targets_per_instance: int
+    _ids: dict[str, list[str]]
     _elements: list[Element]
     _target: Element | None
     _decided: bool
@@ -196,6 +220,76 @@ class ClickGrounding:
             raise ValueError(f"alpha must be positive, got {alpha}")
         if targets_per_instance < 1:
             raise ValueError(f"targets_per_instance must be at least 1, got {targets_per_instance}")
+
+    def _set_options(
+        self,
+        reward: str,
+        alpha: float,
+        elements_in_text: bool,
+        targets_per_instance: int,
+        sources: Sequence[str],
+        instances: Mapping[str, int],
+    ) -> None:
+        """Keep the options, and list the task ids `<source>/<split>/<index>#k` of each split,
+        instance-major, so that any prefix of a split mixes every source."""
+        self.reward = reward
+        self.alpha = float(alpha)
+        self.elements_in_text = bool(elements_in_text)
+        self.targets_per_instance = int(targets_per_instance)
+        self._ids = {
+            split: [
+                f"{source}/{split}/{i:04d}#{k}"
+                for i in range(n)
+                for source in sources
+                for k in range(self.targets_per_instance)
+            ]
+            for split, n in instances.items()
+        }
+
+    def _parse_task_id(
+        self, task_id: str, sources: Sequence[str], instances: Mapping[str, int]
+    ) -> tuple[str, str, int, int]:
+        """(source, split, index, pick) of a task id, or `UnknownTaskError`."""
+        instance, _, pick = task_id.partition("#")
+        source, split, index = [*instance.split("/"), "", ""][:3]
+        if (
+            source not in sources
+            or split not in instances
+            or not (index.isdigit() and len(index) == 4 and int(index) < instances[split])
+            or not (pick.isdigit() and int(pick) < self.targets_per_instance)
+        ):
+            raise UnknownTaskError(f"unknown grounding task {task_id!r}")
+        return source, split, int(index), int(pick)
+
+    @staticmethod
+    def _click_spaces(
+        width: int, height: int, max_action_length: int
+    ) -> tuple[GuiActionSet, GuiActionSpace, spaces.Dict]:
+        """The clicks the agent may speak, the action space, and the observation space."""
+        observation_space = spaces.Dict(
+            {
+                "text": String(DEFAULT_MAX_LENGTH),
+                "instruction": String(DEFAULT_MAX_LENGTH),
+                "image": image_space(height, width),
+            }
+        )
+        return (
+            GuiActionSet(width, height, CLICKS),
+            GuiActionSpace(width, height, max_action_length, names=CLICKS),
+            observation_space,
+        )
+
+    def _text(self, instruction: str, size: tuple[int, int]) -> str:
+        """The observation text: the instruction, the screen size, the last error, and with
+        `elements_in_text` every visible element with its box."""
+        width, height = size
+        lines = [f"Instruction: {instruction}", f"Screen: {width}x{height} pixels"]
+        if self._error:
+            lines.append(f"Error: {self._error}")
+        if self.elements_in_text:
+            lines.append("Elements:")
+            lines.extend(f"  {e.listing()}" for e in self._elements)
+        return "\n".join(lines)
 
     @property
     def elements(self) -> list[Element]:

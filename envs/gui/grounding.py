@@ -45,13 +45,10 @@ Example:
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from gymnasium import spaces
-
-from turnwise.core import Observation, UnknownTaskError
+from turnwise.core import Observation
 from turnwise.envs.web.base import TaskState, WebEnv, WebTask
 from turnwise.envs.web.miniwob import (
     INSTANCES,
@@ -61,9 +58,8 @@ from turnwise.envs.web.miniwob import (
     serve_miniwob,
 )
 from turnwise.envs.web.observe import screenshot
-from turnwise.spaces import DEFAULT_MAX_LENGTH, String, image_space
 
-from .actions import GuiAction, GuiActionSet, GuiActionSpace
+from .actions import GuiAction
 from .elements import (
     _CONTENT_ROLES,
     CLICKS,
@@ -74,6 +70,7 @@ from .elements import (
     _is_label,
     click_terms,
     instruction_for,
+    pick_target,
     targets,
 )
 
@@ -236,9 +233,7 @@ class GroundingTask:
                 f"grounding task {self.task_id!r}: the page shows no element that an instruction "
                 "can name unambiguously; this page does not suit grounding tasks"
             )
-        order = list(range(len(found)))
-        random.Random(self.page_task.task_id).shuffle(order)  # str seeds are stable across runs
-        self.target = found[order[self.pick % len(found)]]
+        self.target = pick_target(found, self.page_task.task_id, self.pick)
         self.instruction = instruction_for(self.target)
         return self.target
 
@@ -305,20 +300,7 @@ class GroundingEnv(ClickGrounding, WebEnv):
         if unknown or not chosen:
             raise ValueError(f"unknown MiniWoB pages {unknown}; see miniwob_pages() for the list")
         self.pages = chosen
-        self.reward = reward
-        self.alpha = float(alpha)
-        self.elements_in_text = bool(elements_in_text)
-        self.targets_per_instance = int(targets_per_instance)
-        # Instance-major, so that any prefix of a split mixes every page.
-        self._ids = {
-            split: [
-                f"{page}/{split}/{i:04d}#{k}"
-                for i in range(n)
-                for page in chosen
-                for k in range(self.targets_per_instance)
-            ]
-            for split, n in INSTANCES.items()
-        }
+        self._set_options(reward, alpha, elements_in_text, targets_per_instance, chosen, INSTANCES)
         super().__init__(
             screenshots=True,
             viewport=viewport,
@@ -331,15 +313,8 @@ class GroundingEnv(ClickGrounding, WebEnv):
             render_mode=render_mode,
         )
         width, height = self.viewport
-        self.gui_actions = GuiActionSet(width, height, CLICKS)
-        """The actions the agent speaks (`describe()` writes them for a prompt)."""
-        self.action_space = GuiActionSpace(width, height, max_action_length, names=CLICKS)
-        self.observation_space = spaces.Dict(
-            {
-                "text": String(DEFAULT_MAX_LENGTH),
-                "instruction": String(DEFAULT_MAX_LENGTH),
-                "image": image_space(height, width),
-            }
+        self.gui_actions, self.action_space, self.observation_space = self._click_spaces(
+            width, height, max_action_length
         )
         self._elements: list[Element] = []
         self._target: Element | None = None
@@ -350,17 +325,9 @@ class GroundingEnv(ClickGrounding, WebEnv):
         return self._ids[self.split if split is None else split]
 
     def make_task(self, task_id: str) -> GroundingTask:
-        instance, _, pick = task_id.partition("#")
-        page, split, index = [*instance.split("/"), "", ""][:3]
-        if (
-            page not in self.pages
-            or split not in INSTANCES
-            or not (index.isdigit() and len(index) == 4 and int(index) < INSTANCES[split])
-            or not (pick.isdigit() and int(pick) < self.targets_per_instance)
-        ):
-            raise UnknownTaskError(f"unknown grounding task {task_id!r}")
-        page_task = MiniWoBTask(page, split, int(index), serve_miniwob())
-        return GroundingTask(task_id, page_task, int(pick))
+        page, split, index, pick = self._parse_task_id(task_id, self.pages, INSTANCES)
+        page_task = MiniWoBTask(page, split, index, serve_miniwob())
+        return GroundingTask(task_id, page_task, pick)
 
     # ------------------------------------------------------------------ the contract
     def _reset_task(self, task_id: str) -> tuple[Observation, dict[str, Any]]:
@@ -383,16 +350,7 @@ class GroundingEnv(ClickGrounding, WebEnv):
 
     def _observation(self) -> Observation:
         instruction = self._task.instruction if self._task is not None else ""
-        width, height = self.viewport
-        lines = [
-            f"Instruction: {instruction}",
-            f"Screen: {width}x{height} pixels",
-        ]
-        if self._error:
-            lines.append(f"Error: {self._error}")
-        if self.elements_in_text:
-            lines.append("Elements:")
-            lines.extend(f"  {e.listing()}" for e in self._elements)
         # A copy: the screen never changes, and observations must not share their data.
         image = self._image.copy() if self._image is not None else None
-        return {"text": "\n".join(lines), "instruction": instruction, "image": image}
+        text = self._text(instruction, self.viewport)
+        return {"text": text, "instruction": instruction, "image": image}
