@@ -43,7 +43,10 @@ def kill_workers_while_running(out: Path, retries: int, max_kills: int) -> tuple
         nonlocal kills
         if kills < max_kills:
             for pid in busy_workers()[:1]:
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue  # it exited between being listed and the kill: no kill landed
                 kills += 1
 
     cfg = CollectConfig(
