@@ -6,7 +6,7 @@
 
 PYTHON ?= python3
 # pip extras to install (the system packages they need come along: scripts/install-system-deps.sh).
-EXTRAS ?= dev,text,agents,web,gui,ray,train
+EXTRAS ?= dev,text,agents,web,gui,swe,ray,train
 # torch is pinned before the rest is installed: on machines without a GPU the pinned version has a
 # CPU build at hand, while an open range would pull several GB of CUDA packages from the index.
 TORCH ?= torch==2.13.0
@@ -92,7 +92,7 @@ pytest: ## the tests, without the gpu/docker/vllm ones
 
 # The shipped leaderboards: each suite played by the expert (the ceiling), the random agent and
 # the untrained tiny offline model, then ranked into docs/leaderboards/SUITE/.
-BASELINE_SUITES ?= turnwise-text-v0 turnwise-web-v0 turnwise-gui-v0 turnwise-bench-v0
+BASELINE_SUITES ?= turnwise-text-v0 turnwise-web-v0 turnwise-gui-v0 turnwise-swe-v0 turnwise-bench-v0
 BASELINE_DIR ?= docs/leaderboards
 
 baselines: install ## evaluate the baselines on every suite and rebuild the leaderboard pages

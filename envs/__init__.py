@@ -74,6 +74,13 @@ def register_all() -> None:
         description="OSWorld-style tasks on real desktop apps (Mousepad, Gnumeric) in Xvfb",
     )
     register(
+        "turnwise/SWE-v0",
+        "turnwise.envs.swe:SWEEnv",
+        family="swe",
+        extra="swe",
+        description="Fix bugs in real PyPI packages in a bubblewrap sandbox, graded by their tests",
+    )
+    register(
         "turnwise/Dilemma-v0",
         "turnwise.envs.dilemma:DilemmaEnv",
         family="social",

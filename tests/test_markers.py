@@ -8,7 +8,7 @@ from turnwise.testing.requirements import REQUIREMENTS, missing
 
 
 def test_every_marker_has_a_requirement_and_unknown_markers_need_nothing() -> None:
-    assert set(REQUIREMENTS) == {"gpu", "vllm", "docker", "browser", "gui", "ray"}
+    assert set(REQUIREMENTS) == {"gpu", "vllm", "docker", "browser", "gui", "ray", "sandbox"}
     assert missing("slow") is None
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "HistoryItem",
     "ProcessReward",
     "StepContext",
+    "TestDelta",
     "ValidAction",
     "gaussian_coverage",
     "gaussian_point",
@@ -199,6 +200,43 @@ class Format:
         else:
             good = parse_tagged(text).ok
         return self.ok if good else self.bad
+
+
+class TestDelta:
+    """SWE partial credit: the change in the share of target tests passing, on turns that ran them.
+
+    Reads `info["tests"]` (`share` and `previous_share`, as `turnwise/SWE-v0` reports them on
+    `run_tests` and `submit` turns); 0 on other turns. Potential-based: over an episode the values
+    sum to the last share minus the first, so running the tests again earns nothing. SWE-v0
+    already reports this as its `tests` term; the hook scores it under another name or scale,
+    or `gains_only` (regressions cost nothing).
+
+    Example:
+        >>> hook = TestDelta()
+        >>> ctx = StepContext("e", "t", "", 1, {}, "run_tests", {}, {"tests": {"share": 0.75,
+        ...     "previous_share": 0.5}}, False, False)
+        >>> hook(ctx)
+        0.25
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, name: str = "test_delta", *, scale: float = 1.0, gains_only: bool = False):
+        self.name = name
+        self.scale = float(scale)
+        self.gains_only = bool(gains_only)
+
+    def __call__(self, ctx: StepContext) -> float:
+        tests = ctx.info.get("tests")
+        if not isinstance(tests, Mapping):
+            return 0.0
+        try:
+            delta = float(tests["share"]) - float(tests["previous_share"])
+        except (KeyError, TypeError, ValueError):
+            return 0.0
+        if self.gains_only:
+            delta = max(delta, 0.0)
+        return self.scale * delta
 
 
 # --------------------------------------------------------------------------- GUI grounding

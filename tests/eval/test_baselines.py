@@ -44,6 +44,8 @@ def test_every_suite_ships_its_baselines_on_its_page(suite_id: str) -> None:
         pytest.param("turnwise-web-v0", marks=pytest.mark.browser),  # replayed in Chromium
         # replayed on the desktop apps in Xvfb and in Chromium
         pytest.param("turnwise-gui-v0", marks=[pytest.mark.gui, pytest.mark.browser]),
+        # replayed in bubblewrap sandboxes, the packages' test suites included
+        pytest.param("turnwise-swe-v0", marks=[pytest.mark.sandbox, pytest.mark.slow]),
     ],
 )
 @pytest.mark.parametrize("policy", BASELINES)

@@ -34,6 +34,7 @@ from turnwise.cli.leaderboard import LeaderboardConfig, leaderboard
 from turnwise.cli.play import PlayConfig, play
 from turnwise.cli.rollouts import RolloutsConfig, rollouts
 from turnwise.cli.serve import ServeConfig, serve
+from turnwise.cli.swe import SWEConfig, swe
 from turnwise.cli.train import TrainConfig, train_command
 
 __all__ = ["COMMANDS", "CLIError", "Command", "main"]
@@ -61,6 +62,7 @@ COMMANDS: dict[str, Command[Any]] = {
     "train": Command(TrainConfig, train_command),
     "eval": Command(EvalConfig, eval_command),
     "leaderboard": Command(LeaderboardConfig, leaderboard),
+    "swe": Command(SWEConfig, swe),
 }
 
 DESCRIPTION = (

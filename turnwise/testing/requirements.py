@@ -1,4 +1,4 @@
-"""What this machine lacks for the tests marked `gpu`, `vllm`, `docker`, `browser`, `gui`, `ray`.
+"""What this machine lacks for the tests marked `gpu`, `vllm`, `docker`, `browser`, `gui`, `ray`, `sandbox`.
 
 Each function returns None when the requirement is met, else a sentence naming what is missing
 and how to get it; turnwise's test suite skips marked tests with that sentence as the reason.
@@ -20,6 +20,7 @@ __all__ = [
     "missing_gpu",
     "missing_gui",
     "missing_ray",
+    "missing_sandbox",
     "missing_vllm",
 ]
 
@@ -86,6 +87,19 @@ def missing_gui() -> str | None:
     return None
 
 
+@functools.cache
+def missing_sandbox() -> str | None:
+    for tool in ("bwrap", "prlimit", "setpriv"):
+        if shutil.which(tool) is None:
+            return (
+                f"needs {tool} (scripts/install-system-deps.sh swe, or apt-get install bubblewrap)"
+            )
+    from turnwise.sandboxes.bwrap import bwrap_available
+
+    problem = bwrap_available()  # installed, but namespaces may be blocked (e.g. in a container)
+    return None if problem is None else f"needs a working bubblewrap: {problem}"
+
+
 REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "gpu": missing_gpu,
     "vllm": missing_vllm,
@@ -93,6 +107,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "browser": missing_browser,
     "gui": missing_gui,
     "ray": missing_ray,
+    "sandbox": missing_sandbox,
 }
 
 
