@@ -235,7 +235,7 @@ class SWEEnv(Env):
         try:
             return getattr(self, f"_tool_{call.name}")(call)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-            return self._invalid(f"{call.name}: {exc}")
+            return self._invalid(f"{call.name}: {exc.strerror or exc}")
 
     def _invalid(self, message: str) -> StepResult:
         return StepResult(

@@ -234,6 +234,19 @@ def test_play_meta_commands(
     assert "(end of input)" not in out
 
 
+def test_play_multi_line_action(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The lines up to "." are one action: "look\nlook" is no KeyDoor command, so the turn is
+    # invalid, and the following "look" is a turn of its own.
+    script = ":multi\nlook\nlook\n.\nlook\n:multi\nlook\n"
+    code, out = play_in_process(monkeypatch, capsys, ["--seed", "5"], script)
+    assert code == 0
+    assert "turn 1/" in out and "valid NO" in out and "turn 2/" in out
+    assert "turn 3/" not in out  # the unfinished block is dropped at the end of input
+    assert out.rstrip().endswith("(end of input)")
+
+
 def test_play_reset_replays_the_same_task(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -36,6 +36,8 @@ Type an action and press Enter to take a turn. Commands:
   :actions          list the actions that are valid now (when the env knows them)
   :N                take action number N of that list
   :expert           show the expert's suggested next action
+  :multi            type an action of several lines (SWE's create, str_replace); a line
+                    holding just `.` ends it
   :reset [TASK_ID]  start over (the same task and seed, or TASK_ID)
   :next             start a new task drawn from the split
   :quit             leave (so does Ctrl-C or the end of input)"""
@@ -206,6 +208,19 @@ class _Session:
         self.out.print(Text("(end of input)", style="dim"))
         return None
 
+    def _read_block(self) -> str | None:
+        """Lines up to one holding just `.`, joined: one multi-line action (None: input ended)."""
+        self.out.print(Text("(several lines; end with a line holding just '.')", style="dim"))
+        lines: list[str] = []
+        while True:
+            line = self._read_line()
+            if line is None:
+                return None
+            line = line.rstrip("\r\n")
+            if line.strip() == ".":
+                return "\n".join(lines)
+            lines.append(line)
+
     def _command(self, command: str) -> bool:
         """Run a `:command`; False means leave the session."""
         name, _, arg = command.partition(" ")
@@ -218,6 +233,11 @@ class _Session:
             self._show_actions(numbered=True)
         elif name == "expert":
             self._show_expert()
+        elif name == "multi":
+            action = self._read_block()
+            if action is None:
+                return False
+            self.step(action)
         elif name == "reset":
             self._restart(
                 task_id=arg or str(self.info.get("task_id") or "") or None, seed=self.seed
