@@ -56,6 +56,8 @@ _SHADOWS = (
     "**/pytest.ini",
 )
 _VIEW_LINES = 400
+#: Prepended to every command in a SWE-bench image: activate its `testbed` conda env if present.
+SWEBENCH_ACTIVATE = "source /opt/miniconda3/bin/activate testbed >/dev/null 2>&1; "
 
 
 def truncate(text: str, limit: int) -> str:
@@ -176,9 +178,17 @@ class SWEEnv(Env):
             from turnwise.sandboxes.docker import DockerSandbox, swebench_image
 
             if instance.uses_docker:
-                image = instance.image or swebench_image(instance.instance_id)
-                workdir = instance.workdir or "/testbed"
-                sandbox = DockerSandbox(image, workdir=workdir, limits=limits, read_only=False)
+                # SWE-bench's instance images: the repository at /testbed, its conda env
+                # `testbed` (activated for every command), run as the image's user (root), with
+                # a writable root since the repository and its packages live there.
+                sandbox = DockerSandbox(
+                    instance.image or swebench_image(instance.instance_id),
+                    workdir=instance.workdir or "/testbed",
+                    limits=limits,
+                    user=None,
+                    read_only=False,
+                    shell_prefix=SWEBENCH_ACTIVATE,
+                )
             else:
                 sandbox = DockerSandbox(source=workspace_template(instance), limits=limits)
         else:

@@ -162,3 +162,15 @@ FAILED test_inflection.py::test_plural[person-people] - AssertionError
 """
     excerpt = failure_excerpt(log, "test_inflection.py::test_plural[person-people]")
     assert excerpt == "AssertionError: assert 'persons' == 'people'\n- people"
+
+
+def test_swe_bench_instances_need_docker_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from turnwise.envs.swe import SWEEnv
+    from turnwise.sandboxes.base import SandboxError
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    inst = Instance.from_dict(SWE_BENCH_RECORD)
+    with SWEEnv([inst], split="train") as env:
+        with pytest.raises(SandboxError, match="(?i)docker") as err:
+            env.reset(options={"task_id": inst.instance_id})
+        assert inst.instance_id in str(err.value)
