@@ -171,6 +171,6 @@ def test_swe_bench_instances_need_docker_and_say_so(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     inst = Instance.from_dict(SWE_BENCH_RECORD)
     with SWEEnv([inst], split="train") as env:
-        with pytest.raises(SandboxError, match="(?i)docker") as err:
+        with pytest.raises(SandboxError, match=r"(?i)docker") as err:
             env.reset(options={"task_id": inst.instance_id})
         assert inst.instance_id in str(err.value)
