@@ -24,33 +24,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
-from _common import machine, write_result
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _summary(times_ms: list[float]) -> dict[str, Any]:
-    return {
-        "n": len(times_ms),
-        "median_ms": round(statistics.median(times_ms), 2),
-        "p95_ms": round(_quantile(times_ms, 0.95), 2),
-    }
-
-
-def _timed(fn: Callable[[], Any], n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
+from _common import machine, summary_ms, timed_ms, write_result
 
 
 def desktop(steps: int, resets: int) -> dict[str, Any]:
@@ -60,8 +36,8 @@ def desktop(steps: int, resets: int) -> dict[str, Any]:
     result: dict[str, Any] = {"reset": {}, "step": {}}
     for kind, app in (("write-line", "mousepad"), ("sheet-total", "gnumeric")):
         ids = iter(env.tasks("train")[env.tasks("train").index(f"{kind}/train/0000") :])
-        times = _timed(lambda ids=ids: env.reset(options={"task_id": next(ids)}), resets + 1)
-        result["reset"][app] = _summary(times[1:])  # the first reset also starts the display
+        times = timed_ms(lambda ids=ids: env.reset(options={"task_id": next(ids)}), resets + 1)
+        result["reset"][app] = summary_ms(times[1:])  # the first reset also starts the display
     env.reset(options={"task_id": "write-line/train/0000"})
     env.step('type("some text to move through")')
     for name, action in (
@@ -75,13 +51,13 @@ def desktop(steps: int, resets: int) -> dict[str, Any]:
             _, _, terminated, truncated, info = env.step(action)
             assert info["valid_action"] and not (terminated or truncated), info
 
-        result["step"][name] = _summary(_timed(step, steps))
+        result["step"][name] = summary_ms(timed_ms(step, steps))
     all_steps = [v["median_ms"] for v in result["step"].values()]
     result["step"]["median_of_medians_ms"] = round(statistics.median(all_steps), 2)
 
     display = env.display
-    result["xtest_click"] = _summary(_timed(lambda: display.click(700, 500), steps))
-    result["screenshot_800x600"] = _summary(_timed(display.screenshot, steps))
+    result["xtest_click"] = summary_ms(timed_ms(lambda: display.click(700, 500), steps))
+    result["screenshot_800x600"] = summary_ms(timed_ms(display.screenshot, steps))
     env.close()
     return result
 
@@ -102,7 +78,7 @@ def accessibility(steps: int, resets: int) -> dict[str, Any]:
             app_elements(nodes, env.size, display.windows(), display.popups())
 
         result["read"][app] = {
-            **_summary(_timed(read, steps)),
+            **summary_ms(timed_ms(read, steps)),
             "nodes": len(display.accessible_tree()),
         }
     env.reset(options={"task_id": "write-line/train/0000"})
@@ -113,7 +89,7 @@ def accessibility(steps: int, resets: int) -> dict[str, Any]:
             _, _, terminated, truncated, info = env.step(action)
             assert info["valid_action"] and not (terminated or truncated), info
 
-        result["step"][name] = _summary(_timed(step, steps))
+        result["step"][name] = summary_ms(timed_ms(step, steps))
     env.close()
     grounding = AppGroundingEnv()
     for app in ("mousepad", "gnumeric"):
@@ -122,8 +98,10 @@ def accessibility(steps: int, resets: int) -> dict[str, Any]:
                 :: grounding.targets_per_instance
             ]
         )
-        times = _timed(lambda ids=ids: grounding.reset(options={"task_id": next(ids)}), resets + 1)
-        result["grounding_reset"][app] = _summary(times[1:])
+        times = timed_ms(
+            lambda ids=ids: grounding.reset(options={"task_id": next(ids)}), resets + 1
+        )
+        result["grounding_reset"][app] = summary_ms(times[1:])
     grounding.close()
     return result
 
@@ -137,14 +115,14 @@ def pixel_web(steps: int) -> dict[str, Any] | str:
     if (reason := missing_browser()) is not None:
         return f"skipped: {reason}"
     env = MiniWoBPixelEnv(pages=["enter-text"], max_turns=steps + 10)
-    resets = _timed(lambda: env.reset(options={"task_id": "enter-text/train/0000"}), 4)
+    resets = timed_ms(lambda: env.reset(options={"task_id": "enter-text/train/0000"}), 4)
     env.step("click(300, 300)")  # warm up: outside the page's widgets, ends nothing
 
     def step() -> None:
         _, _, terminated, truncated, info = env.step("click(300, 300)")
         assert info["valid_action"] and not (terminated or truncated), info
 
-    result = {"step_click": _summary(_timed(step, steps)), "reset": _summary(resets[1:])}
+    result = {"step_click": summary_ms(timed_ms(step, steps)), "reset": summary_ms(resets[1:])}
     env.close()
     return result
 

@@ -21,47 +21,19 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import machine, write_result
+from _common import machine, summary_ms, timed_ms, write_result
 
 ROUND_TRIP_TARGET_MS = 30.0
 RESET_TARGET_MS = 200.0
 #: Packages tried, in order, as the realistic workspace (the first with 150+ files is used).
 WORKSPACE_CANDIDATES = ("setuptools", "pip/_vendor", "rich", "_pytest")
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _summary(times_ms: list[float]) -> dict[str, Any]:
-    return {
-        "n": len(times_ms),
-        "median_ms": round(statistics.median(times_ms), 2),
-        "p95_ms": round(_quantile(times_ms, 0.95), 2),
-    }
-
-
-def _timed(fn: Callable[[], Any], n: int, before: Callable[[], Any] | None = None) -> list[float]:
-    """Milliseconds of each of `n` calls of `fn`; `before` runs untimed ahead of each."""
-    times = []
-    for _ in range(n):
-        if before is not None:
-            before()
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
 
 
 def _check(result: Any) -> None:
@@ -75,16 +47,20 @@ def round_trip(repeats: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with BwrapSandbox() as box:
         _check(box.run(["true"]))  # warm the page cache
-        result["sandbox_true_argv"] = _summary(_timed(lambda: _check(box.run(["true"])), repeats))
-        result["sandbox_true_bash"] = _summary(_timed(lambda: _check(box.run("true")), repeats))
-    result["plain_true"] = _summary(_timed(lambda: subprocess.run(["true"], check=True), repeats))
+        result["sandbox_true_argv"] = summary_ms(
+            timed_ms(lambda: _check(box.run(["true"])), repeats)
+        )
+        result["sandbox_true_bash"] = summary_ms(timed_ms(lambda: _check(box.run("true")), repeats))
+    result["plain_true"] = summary_ms(
+        timed_ms(lambda: subprocess.run(["true"], check=True), repeats)
+    )
     with BwrapSandbox(python=True) as box:
         _check(box.run(["python", "-c", "pass"]))
-        result["sandbox_python_pass"] = _summary(
-            _timed(lambda: _check(box.run(["python", "-c", "pass"])), repeats)
+        result["sandbox_python_pass"] = summary_ms(
+            timed_ms(lambda: _check(box.run(["python", "-c", "pass"])), repeats)
         )
-    result["plain_python_pass"] = _summary(
-        _timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeats)
+    result["plain_python_pass"] = summary_ms(
+        timed_ms(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeats)
     )
     return result
 
@@ -118,25 +94,25 @@ def workspace_reset(repeats: int) -> dict[str, Any]:
         info = realistic_tree(tree)
         result: dict[str, Any] = {"workspace": info}
         with BwrapSandbox(tree) as box:
-            result["snapshot"] = _summary(_timed(box.snapshot, max(3, repeats // 5)))
+            result["snapshot"] = summary_ms(timed_ms(box.snapshot, max(3, repeats // 5)))
             edit = info["edited_file"]
-            result["restore_after_one_edit"] = _summary(
-                _timed(box.restore, repeats, before=lambda: _check(box.run(f"echo x >> {edit}")))
+            result["restore_after_one_edit"] = summary_ms(
+                timed_ms(box.restore, repeats, before=lambda: _check(box.run(f"echo x >> {edit}")))
             )
             big_change = "rm -rf $(ls -d */ | head -1) && mkdir -p new/a && touch new/a/{1..20}"
-            result["restore_after_big_change"] = _summary(
-                _timed(
+            result["restore_after_big_change"] = summary_ms(
+                timed_ms(
                     box.restore, max(3, repeats // 5), before=lambda: _check(box.run(big_change))
                 )
             )
-            result["restore_unchanged"] = _summary(_timed(box.restore, repeats))
+            result["restore_unchanged"] = summary_ms(timed_ms(box.restore, repeats))
         copy = scratch / "copy"
 
         def full_copy() -> None:
             subprocess.run(["cp", "-a", "--reflink=auto", str(tree), str(copy)], check=True)
 
-        result["full_copy_cp_a"] = _summary(
-            _timed(full_copy, repeats, before=lambda: shutil.rmtree(copy, ignore_errors=True))
+        result["full_copy_cp_a"] = summary_ms(
+            timed_ms(full_copy, repeats, before=lambda: shutil.rmtree(copy, ignore_errors=True))
         )
         return result
     finally:
@@ -161,8 +137,8 @@ def env_resets(repeats: int) -> dict[str, Any]:
     with SWEEnv(tasks, split=tasks[0].split, pool_size=4) as env:
         first = {"task_id": tasks[0].instance_id}
         env.reset(options=first)
-        out["reset_same_task_after_edit"] = _summary(
-            _timed(
+        out["reset_same_task_after_edit"] = summary_ms(
+            timed_ms(
                 lambda: env.reset(options=first),
                 repeats,
                 before=lambda: env.step("create scratch.txt\nhello"),
@@ -174,13 +150,13 @@ def env_resets(repeats: int) -> dict[str, Any]:
             ("step_run_tests", "run_tests", max(3, repeats // 10)),
         ):
             env.reset(options=first)  # a fresh episode per tool: max_turns is never reached
-            out[name] = _summary(_timed(lambda a=action: env.step(a), n))
+            out[name] = summary_ms(timed_ms(lambda a=action: env.step(a), n))
     with SWEEnv(tasks, split="train", pool_size=1) as env:
         ids = [t.instance_id for t in tasks]
         env.reset(options={"task_id": ids[1]})
         flip = iter(range(10**6))
-        out["reset_other_task_cold"] = _summary(
-            _timed(
+        out["reset_other_task_cold"] = summary_ms(
+            timed_ms(
                 lambda: env.reset(options={"task_id": ids[next(flip) % 2]}), max(5, repeats // 5)
             )
         )

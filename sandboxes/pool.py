@@ -115,14 +115,16 @@ class SandboxPool:
             if future.exception() is not None:
                 self.failed_builds += 1
                 return
-            sandbox = future.result()
-            if self._closed:
-                evicted = [sandbox]
-            else:
-                self._idle.append((key, sandbox))
-                evicted = self._evict()
+            evicted = self._park(key, future.result())
         for old in evicted:
             _close_quietly(old)
+
+    def _park(self, key: str, sandbox: Sandbox) -> list[Sandbox]:
+        """Keep `sandbox` idle; the sandboxes to close now (lock held)."""
+        if self._closed:
+            return [sandbox]
+        self._idle.append((key, sandbox))
+        return self._evict()
 
     def _evict(self) -> list[Sandbox]:
         """Drop the least recently used idle sandboxes beyond `max_idle` (lock held)."""
@@ -187,11 +189,7 @@ class SandboxPool:
             _close_quietly(sandbox)
             return
         with self._lock:
-            if self._closed:
-                evicted = [sandbox]
-            else:
-                self._idle.append((key, sandbox))
-                evicted = self._evict()
+            evicted = self._park(key, sandbox)
         for old in evicted:
             _close_quietly(old)
 
