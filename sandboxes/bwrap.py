@@ -27,8 +27,8 @@ unprivileged user namespace and the command runs as that user; RLIMIT_NPROC then
 the user's processes, so it is set to the user's current count (threads included) plus
 `Limits.processes`.
 
-`read` and `write` run `cat` inside the sandbox, so paths (and symlinks the agent planted) are
-resolved in the sandbox, never on the host. `snapshot`/`restore` copy the workspace aside and put
+`read` and `write` run `head`/`cat` inside the sandbox, so paths (and symlinks the agent
+planted) are resolved in the sandbox, never on the host. `snapshot`/`restore` copy the workspace aside and put
 back only what changed (see `BwrapSandbox.restore`).
 
 Needs the `bubblewrap` Debian package (`scripts/install-system-deps.sh swe`); `bwrap_available()`
@@ -395,7 +395,7 @@ def _communicate(
 
 
 def _os_error(stderr: bytes, path: str, verb: str) -> Exception:
-    """Map a failed `cat`/`mkdir` inside the sandbox to the exception the host would raise."""
+    """Map a failed `head`/`cat`/`mkdir` inside the sandbox to the exception the host would raise."""
     text = stderr.decode(errors="replace").strip()
     message = f"cannot {verb} {path!r} in the sandbox: {text or 'failed'}"
     for needle, kind, code in (
@@ -900,7 +900,7 @@ class BwrapSandbox:
         )
 
     def read(self, path: str) -> bytes:
-        """A file's bytes, read by `cat` inside the sandbox (relative paths: from /workspace).
+        """A file's bytes, read by `head` inside the sandbox (relative paths: from /workspace).
 
         Raises:
             FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError: as
@@ -909,7 +909,9 @@ class BwrapSandbox:
                 timed out (a FIFO nobody writes).
         """
         cap = self.limits.file_size_mb * _MIB
-        out = self._execute(["cat", "--", path], self.limits.timeout, None, cap)
+        # `head` stops one byte past the cap, so an endless file (/dev/zero) ends at once.
+        argv = ["head", "-c", str(cap + 1), "--", path]
+        out = self._execute(argv, self.limits.timeout, None, cap)
         if out.timed_out:
             raise SandboxError(f"reading {path!r} timed out after {self.limits.timeout} s")
         if out.exit_code != 0:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from turnwise.core import Env, StepResult
+from turnwise.sandboxes.base import SandboxError
 
 from .grading import TestReport, parse_pytest_log, test_files
 from .instances import Instance, load_instances, shipped_instances, workspace_template
@@ -162,6 +163,7 @@ class SWEEnv(Env):
         self._sandbox: Any = None
         self._instance: Instance | None = None
         self._protected: dict[str, bytes] = {}
+        self._protected_cache: dict[str, dict[str, bytes]] = {}
         self._reset_state()
 
     # ------------------------------------------------------------------ tasks and sandboxes
@@ -224,7 +226,12 @@ class SWEEnv(Env):
         self._reset_state()
         targets = len(instance.FAIL_TO_PASS) + len(instance.PASS_TO_PASS)
         self._share = len(instance.PASS_TO_PASS) / targets
-        self._protected = self._protected_files(instance) if not instance.uses_docker else {}
+        if instance.uses_docker:
+            self._protected = {}
+        else:
+            if task_id not in self._protected_cache:
+                self._protected_cache[task_id] = self._protected_files(instance)
+            self._protected = self._protected_cache[task_id]
         text = (
             f"Repository {instance.repo} is checked out at /workspace.\n\n"
             f"Issue:\n{instance.problem_statement}\n\n{SYNTAX}"
@@ -246,6 +253,10 @@ class SWEEnv(Env):
             return getattr(self, f"_tool_{call.name}")(call)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
             return self._invalid(f"{call.name}: {exc.strerror or exc}")
+        except SandboxError as exc:
+            if call.name in ("shell", "run_tests", "submit"):
+                raise  # the sandbox itself failed, not the agent's call
+            return self._invalid(f"{call.name}: {exc}")  # e.g. a file too large to read
 
     def _invalid(self, message: str) -> StepResult:
         return StepResult(
@@ -272,15 +283,14 @@ class SWEEnv(Env):
 
     def _tool_view(self, call: ToolCall) -> StepResult:
         path = call.args["path"]
-        listing = self._sandbox.run(
-            f"if [ -d {shlex.quote(path)} ]; then ls -la -- {shlex.quote(path)}; else exit 3; fi",
-            timeout=self.command_timeout,
-        )
-        if listing.exit_code == 0:
-            return StepResult(
-                truncate(listing.stdout, self.output_limit), self._terms(), info=self._info()
-            )
-        data = self._sandbox.read(path)
+        try:
+            data = self._sandbox.read(path)
+        except IsADirectoryError:
+            listing = self._sandbox.run(["ls", "-la", "--", path], timeout=self.command_timeout)
+            text = truncate(listing.output, self.output_limit)
+            if listing.exit_code != 0:
+                return self._invalid(f"view: {text.strip()}")
+            return StepResult(text, self._terms(), info=self._info())
         if b"\0" in data[:8192]:
             return StepResult(
                 f"{path} is a binary file ({len(data)} bytes).", self._terms(), info=self._info()

@@ -106,6 +106,8 @@ def test_view_str_replace_and_create(env: SWEEnv) -> None:
     assert not info["valid_action"]
     obs, _, _, _, info = env.step("view no/such/file.py")
     assert not info["valid_action"] and "no/such/file.py" in obs["text"]
+    obs, _, _, _, info = env.step("view /dev/zero")  # endless: cut at the read limit
+    assert not info["valid_action"] and "view:" in obs["text"]
 
 
 def test_state_key_follows_the_repository(env: SWEEnv) -> None:
