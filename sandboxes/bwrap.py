@@ -48,6 +48,7 @@ import contextlib
 import errno
 import functools
 import os
+import platform
 import pwd
 import selectors
 import shutil
@@ -235,15 +236,29 @@ class _Outcome:
 _REAPER_SCRIPT = """
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+token = sys.argv[1].encode()
 running = set()
 for line in sys.stdin:
     sign, pid = line[:1], int(line[1:])
     (running.add if sign == "+" else running.discard)(pid)
+# Also every process started with our token in its environment: a bwrap whose pid was never
+# sent (its owner died between starting it and telling us) carries it from its first moment.
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if token in f.read().split(b"\\0"):
+                    running.add(int(entry))
+        except OSError:
+            pass
 for pid in running:
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
-        pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 """
 
 
@@ -253,7 +268,14 @@ class _Reaper:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._new_token()
         os.register_at_fork(after_in_child=self._forget)
+
+    def _new_token(self) -> None:
+        self.token = f"TURNWISE_SANDBOX_OWNER={os.getpid()}-{os.urandom(8).hex()}"
+        name, _, value = self.token.partition("=")
+        #: The environment bwrap runs with: the host's minimal one, plus our token.
+        self.env = {**_HOST_ENV, name: value}
 
     def _forget(self) -> None:
         # A forked child must not keep our pipe open (the watchdog would outlive us) nor write
@@ -263,6 +285,7 @@ class _Reaper:
                 self._proc.stdin.close()
         self._lock = threading.Lock()
         self._proc = None
+        self._new_token()
 
     def start(self) -> None:
         """Start the watchdog now (a sandbox does, before its first command can run)."""
@@ -272,7 +295,7 @@ class _Reaper:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-I", "-S", "-c", _REAPER_SCRIPT],
+                    [sys.executable, "-I", "-S", "-c", _REAPER_SCRIPT, self.token],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -622,6 +645,10 @@ class BwrapSandbox:
             `PATH`, `HOME=/tmp`, `LANG=C.UTF-8`, `PYTHONDONTWRITEBYTECODE=1`,
             `PYTHONUNBUFFERED=1`). Nothing of the host's environment is passed.
         ro_binds: More host paths bound read-only at the same path inside.
+        deterministic: Run every command with address-space randomisation off (`setarch -R`)
+            and `PYTHONHASHSEED=0`, so output that shows memory addresses (`<object at
+            0x...>`) or set and dict-key order is the same on every run: what replaying
+            recorded episodes needs.
 
     Raises:
         SandboxUnavailable: bubblewrap, prlimit or setpriv is missing or cannot work here.
@@ -644,6 +671,7 @@ class BwrapSandbox:
         python: bool = False,
         env: Mapping[str, str] | None = None,
         ro_binds: Sequence[str] = (),
+        deterministic: bool = False,
     ) -> None:
         reason = bwrap_available()
         if reason is not None:
@@ -652,6 +680,7 @@ class BwrapSandbox:
         assert not isinstance(tools, str)
         self.limits = limits
         self.python = python
+        self.deterministic = deterministic
         self._tools = tools
         self._as_root = _as_root()
         self._closed = False
@@ -671,7 +700,8 @@ class BwrapSandbox:
                 _cp_tree(src, self._workspace)
             if self._as_root:
                 _chown_tree(self._workspace)
-            self._bwrap_args = self._build_args(env or {}, ro_binds)
+            extra_env = {"PYTHONHASHSEED": "0", **(env or {})} if deterministic else (env or {})
+            self._bwrap_args = self._build_args(extra_env, ro_binds)
         except BaseException:
             self.close()
             raise
@@ -840,7 +870,10 @@ class BwrapSandbox:
         # The parent-death signal makes bwrap die with this process when bwrap keeps it (as a
         # normal user); as root bwrap's credential change clears it, and the watchdog
         # (`_REAPER`) does that job. --die-with-parent covers what runs inside bwrap.
-        full = [self._tools["setpriv"], "--pdeathsig", "KILL", self._tools["prlimit"]]
+        full = [self._tools["setpriv"], "--pdeathsig", "KILL"]
+        if self.deterministic and (setarch := shutil.which("setarch")):
+            full += [setarch, platform.machine(), "-R"]  # personality survives the execs
+        full += [self._tools["prlimit"]]
         full += [*prlimit_args(self.limits, nproc), *self._bwrap_args, *argv]
         start = time.perf_counter()
         try:
@@ -850,7 +883,7 @@ class BwrapSandbox:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                env=_HOST_ENV,
+                env=_REAPER.env,  # carries the token the watchdog finds it by
             )
         except OSError as exc:
             raise SandboxError(f"cannot start bubblewrap: {exc}") from exc

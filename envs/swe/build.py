@@ -100,6 +100,7 @@ def unified_diff(path: str, before: str, after: str) -> str:
 
 
 _SECTION = re.compile(r"^_{3,} (.+?) _{3,}$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 
 
 def failure_excerpt(log: str, test_id: str, limit: int = 20) -> str:
@@ -118,6 +119,8 @@ def failure_excerpt(log: str, test_id: str, limit: int = 20) -> str:
             lines.append(line[1:].strip())
     if not lines:
         return ""
+    # Memory addresses differ between machines: the statement must be the same everywhere.
+    lines = [_ADDRESS.sub("0x...", line) for line in lines]
     if len(lines) > limit:
         lines = [*lines[:limit], f"... ({len(lines) - limit} more lines)"]
     return "\n".join(lines)
@@ -202,7 +205,8 @@ def build(
         files = {p: (pristine / p).read_text(encoding="utf-8") for p in source_files(pristine)}
         candidates = [Candidate(p, m) for p, text in files.items() for m in mutations(text)]
         random.Random(seed).shuffle(candidates)
-        with BwrapSandbox(pristine, python=True, limits=Limits(timeout=300)) as sandbox:
+        limits = Limits(timeout=300)
+        with BwrapSandbox(pristine, python=True, limits=limits, deterministic=True) as sandbox:
             base = sandbox.run(DEFAULT_TEST_CMD)
             statuses = parse_pytest_log(base.stdout)
             targets = sorted(t for t, s in statuses.items() if s in PASSING)

@@ -196,7 +196,9 @@ class SWEEnv(Env):
         else:
             from turnwise.sandboxes.bwrap import BwrapSandbox
 
-            sandbox = BwrapSandbox(workspace_template(instance), limits=limits, python=True)
+            sandbox = BwrapSandbox(
+                workspace_template(instance), limits=limits, python=True, deterministic=True
+            )
         try:
             sandbox.snapshot()
         except BaseException:
