@@ -130,8 +130,7 @@ def test_splits_are_disjoint_and_deterministic() -> None:
 
 
 # ---------------------------------------------------------------------- in the browser
-# A task whose target has an even height (so its vertical middle is a whole pixel) and room on
-# its right.
+# A task whose target has room on its right.
 EDGE_TASK = "click-dialog-2/test/0000#0"
 
 
@@ -208,13 +207,18 @@ def test_the_same_task_is_the_same_screen_and_target(env: GroundingEnv) -> None:
 def test_a_click_on_the_edge_hits_with_a_known_gaussian_reward(env: GroundingEnv) -> None:
     _, info = env.reset(options={"task_id": EDGE_TASK})
     left, top, width, height = info["target_box"]
-    assert height % 2 == 0 and left + width < 320
+    assert left + width < 320
     x, y = left + width, top + height // 2
     _, reward, terminated, _, info = env.step(f"click({x}, {y})")
     assert terminated and info["success"] and reward == 1.0
     assert info["point"] == [x, y] and info["state_key"].endswith("|decided")
     assert info["reward_terms"]["outcome"] == 1.0
-    assert info["reward_terms"]["gaussian_point"] == pytest.approx(EDGE)
+    # On the right edge, x is one σ (α·width, α = 0.5 → half the width) from the centre:
+    # exp(-1/2). An odd height puts y half a pixel above the middle, which multiplies that by
+    # exp(-(0.5 / (0.5·height))² / 2) (how the target renders decides which case this is).
+    dy = 0.5 if height % 2 else 0.0
+    expected = EDGE * math.exp(-0.5 * (dy / (0.5 * height)) ** 2)
+    assert info["reward_terms"]["gaussian_point"] == pytest.approx(expected)
 
 
 @browser_test
