@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import urllib.request
 from dataclasses import asdict, dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from turnwise.paths import cache_dir
@@ -158,10 +158,3 @@ def _sha256(path: Path) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
-
-def _relative(path: str) -> str:
-    """A safe relative POSIX path, or raise."""
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts:
-        raise SourceError(f"unsafe path {path!r}")
-    return str(pure)
