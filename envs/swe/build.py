@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .grading import PASSING, parse_pytest_log
-from .instances import DEFAULT_TEST_CMD, Instance, apply_patch, make_repository
+from .instances import DEFAULT_TEST_CMD, Instance, commit_base
 from .mutate import Mutation, mutations
 from .sources import Sdist, resolve
 
@@ -292,7 +292,6 @@ def _base_commit(pristine: Path, scratch: Path, instance: Instance) -> str:
     repo = scratch / f"repo-{instance.instance_id}"
     shutil.copytree(pristine, repo, symlinks=True)
     try:
-        apply_patch(repo, instance.bug_patch, instance.instance_id)
-        return make_repository(repo, f"{instance.repo} {instance.version}")
+        return commit_base(repo, instance)
     finally:
         shutil.rmtree(repo, ignore_errors=True)

@@ -164,6 +164,7 @@ class SWEEnv(Env):
         self._instance: Instance | None = None
         self._protected: dict[str, bytes] = {}
         self._protected_cache: dict[str, dict[str, bytes]] = {}
+        self._gold_action = ""
         self._reset_state()
 
     # ------------------------------------------------------------------ tasks and sandboxes
@@ -226,6 +227,7 @@ class SWEEnv(Env):
         self._sandbox = self._pool.acquire(task_id)
         self._instance = instance
         self._reset_state()
+        self._gold_action = self._make_gold_action()
         targets = len(instance.FAIL_TO_PASS) + len(instance.PASS_TO_PASS)
         self._share = len(instance.PASS_TO_PASS) / targets
         if instance.uses_docker:
@@ -337,9 +339,9 @@ class SWEEnv(Env):
             return self._invalid(f"str_replace: the SEARCH text {where} in {path}")
         at = text.index(old)
         line = text.count("\n", 0, at) + 1
-        self._sandbox.write(path, text.replace(old, new, 1))
-        self._diff_cache = None
         after = text.replace(old, new, 1)
+        self._sandbox.write(path, after)
+        self._diff_cache = None
         first = max(1, line - 3)
         snippet, _ = _numbered(after, first, line + new.count("\n") + 3)
         return StepResult(
@@ -495,9 +497,9 @@ class SWEEnv(Env):
             return None
         if self._gold_applied:
             return "submit"
-        return self._gold_action()
+        return self._gold_action
 
-    def _gold_action(self) -> str:
+    def _make_gold_action(self) -> str:
         assert self._instance is not None
         marker = (
             "TURNWISE_GOLD_PATCH_" + hashlib.sha256(self._instance.patch.encode()).hexdigest()[:8]
@@ -505,7 +507,7 @@ class SWEEnv(Env):
         return f"shell git apply --whitespace=nowarn <<'{marker}'\n{self._instance.patch}{marker}"
 
     def step(self, action: str) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
-        gold = self._instance is not None and action == self._gold_action()
+        gold = self._instance is not None and action == self._gold_action
         result = super().step(action)
         if gold and result[4].get("exit_code") == 0:
             self._gold_applied = True

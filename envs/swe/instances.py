@@ -240,6 +240,17 @@ def git(args: Sequence[str], cwd: str | os.PathLike[str], stdin: str | None = No
     return result.stdout
 
 
+def commit_base(repo: Path, instance: Instance) -> str:
+    """Apply the instance's bug patch to the unpacked sdist in `repo` and commit it; the hash.
+
+    The one place the base commit is made, by `build` and by `workspace_template` alike, so the
+    two always agree on its content, message and identity.
+    """
+    if instance.bug_patch:
+        apply_patch(repo, instance.bug_patch, instance.instance_id)
+    return make_repository(repo, f"{instance.repo} {instance.version}")
+
+
 def make_repository(folder: Path, message: str) -> str:
     """Turn `folder` into a git repository of one commit holding every file; its hash."""
     git(["init", "-q", "-b", "main"], folder)
@@ -267,9 +278,7 @@ def workspace_template(instance: Instance) -> Path:
     try:
         repo = tmp / "repo"
         sdist.unpack(repo)
-        if instance.bug_patch:
-            apply_patch(repo, instance.bug_patch, instance.instance_id)
-        commit = make_repository(repo, f"{instance.repo} {instance.version}")
+        commit = commit_base(repo, instance)
         if instance.base_commit and commit != instance.base_commit:
             raise InstanceError(
                 f"{instance.instance_id}: the rebuilt repository is commit {commit[:12]}, but the "

@@ -129,11 +129,11 @@ def resolve(spec: str) -> Sdist:
             files = json.load(response).get("files", [])
     except (OSError, ValueError) as exc:
         raise SourceError(f"cannot list {name} on {base}: {exc}") from exc
-    stems = {f"{n}-{version}" for n in (name, normal, normal.replace("-", "_"))}
+    stems = {f"{n}-{version}".lower() for n in (name, normal, normal.replace("-", "_"))}
     for entry in files:
         filename = str(entry.get("filename", ""))
         stem = filename.removesuffix(".tar.gz")
-        if filename.endswith(".tar.gz") and stem.lower() in {s.lower() for s in stems}:
+        if filename.endswith(".tar.gz") and stem.lower() in stems:
             sha = entry.get("hashes", {}).get("sha256")
             if not sha:
                 raise SourceError(f"{base} gives no sha256 for {filename}")

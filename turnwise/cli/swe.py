@@ -181,8 +181,7 @@ def _check(config: SWECheckConfig) -> int:
     out = console()
     bad = 0
     for inst in instances:
-        inst_copy = [inst]
-        env = SWEEnv(inst_copy, split=inst.split, pool_size=1)
+        env = SWEEnv([inst], split=inst.split, pool_size=1)
         try:
             env.reset(options={"task_id": inst.instance_id})
             _, _, _, _, base = env.step("run_tests")

@@ -89,14 +89,10 @@ def missing_gui() -> str | None:
 
 @functools.cache
 def missing_sandbox() -> str | None:
-    for tool in ("bwrap", "prlimit", "setpriv"):
-        if shutil.which(tool) is None:
-            return (
-                f"needs {tool} (scripts/install-system-deps.sh swe, or apt-get install bubblewrap)"
-            )
     from turnwise.sandboxes.bwrap import bwrap_available
 
-    problem = bwrap_available()  # installed, but namespaces may be blocked (e.g. in a container)
+    # bwrap, prlimit and setpriv installed, and namespaces allowed (a container may block them)
+    problem = bwrap_available()
     return None if problem is None else f"needs a working bubblewrap: {problem}"
 
 
