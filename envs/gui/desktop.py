@@ -59,6 +59,10 @@ INSTANCES = {"train": 200, "test": 50}
 #: The window manager: maximised windows, no title bars, centred dialogs.
 WINDOW_MANAGER = ("matchbox-window-manager", "-use_titlebar", "no", "-use_cursor", "yes")
 _APP_START_S = 30.0
+# How long the screen must stay still (and the app idle) after an action. With the display's
+# default (15 ms), one CI run caught Gnumeric mid-redraw after ctrl+a and replay differed; an
+# app that sleeps briefly between redraw passes looks idle, so wait longer for calm.
+_STEP_QUIET_S = 0.06
 # GSettings for the apps (GSETTINGS_BACKEND=keyfile reads them from the private home).
 _APP_SETTINGS = """\
 [org/xfce/mousepad/preferences/window]
@@ -310,7 +314,7 @@ class DesktopEnv(Env):
     def _observe(self, *, wait: bool) -> None:
         display = self.display
         if wait:
-            self._image = display.settle(timeout_s=self.settle_s)
+            self._image = display.settle(timeout_s=self.settle_s, quiet_s=_STEP_QUIET_S)
         else:
             self._image = display.screenshot()
         self._read_elements()
