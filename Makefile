@@ -6,7 +6,7 @@
 
 PYTHON ?= python3
 # pip extras to install (the system packages they need come along: scripts/install-system-deps.sh).
-EXTRAS ?= dev,text,agents,web,gui,swe,ray,train
+EXTRAS ?= dev,text,agents,web,gui,swe,social,ray,train
 # torch is pinned before the rest is installed: on machines without a GPU the pinned version has a
 # CPU build at hand, while an open range would pull several GB of CUDA packages from the index.
 TORCH ?= torch==2.13.0

@@ -49,6 +49,13 @@ class RandomAgent:
         if action_space is not None and seed is not None:
             action_space.seed(int(seed))  # sampled actions repeat with the agent's seed
 
+    def reset(self, seed: int | None = None) -> None:
+        """Reseed (a None seed keeps the current streams), so an episode can be replayed."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+            if self.action_space is not None:
+                self.action_space.seed(int(seed))
+
     def act(self, observation: Mapping[str, Any], info: Mapping[str, Any]) -> str:
         actions = info.get("admissible_actions")
         if actions:

@@ -88,6 +88,19 @@ def register_all() -> None:
         description="The iterated prisoner's dilemma between two players: the smallest social env",
     )
     register(
+        "turnwise/Social-v0",
+        "turnwise.envs.social.env:SocialEnv",
+        family="social",
+        multi_agent=True,
+        description="Sotopia-style scenarios: two characters with private goals, scored by a judge",
+    )
+    register(
+        "turnwise/SingleAgent-v0",
+        "turnwise.wrappers.single_agent:make_single_agent",
+        family="social",
+        description="One seat of a multi-agent env as a single-agent env; partners named by spec",
+    )
+    register(
         "turnwise/MiniWoBPixel-v0",
         "turnwise.envs.web.pixels:MiniWoBPixelEnv",
         family="gui",

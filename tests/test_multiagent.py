@@ -321,7 +321,7 @@ def test_catches_close_twice_and_failing_experts() -> None:
     report = run_parallel_checks(Brittle())
     assert failed(report) == {"close", "expert"}
     assert "without success for ['player_0']" in report["expert"].detail
-    with pytest.raises(EnvCheckError, match="failed 2 of 10 checks"):
+    with pytest.raises(EnvCheckError, match="failed 2 of 11 checks"):
         check_parallel_env(Brittle())
 
 

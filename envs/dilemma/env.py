@@ -60,6 +60,16 @@ class DilemmaEnv(ParallelEnv):
         **ParallelEnv.metadata,
         "name": "turnwise/Dilemma-v0",
     }
+    #: Scripted partners by name (`turnwise.matches.load_seat_agent`).
+    partners: ClassVar[dict[str, str]] = {
+        name: f"turnwise.envs.dilemma.strategies:{cls}"
+        for name, cls in [
+            ("always-cooperate", "AlwaysCooperate"),
+            ("always-defect", "AlwaysDefect"),
+            ("random-moves", "RandomMoves"),
+            ("tit-for-tat", "TitForTat"),
+        ]
+    }
 
     def __init__(
         self,

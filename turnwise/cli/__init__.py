@@ -31,6 +31,7 @@ from turnwise.cli.demo import DemoConfig, demo
 from turnwise.cli.envs import EnvsConfig, envs
 from turnwise.cli.eval import EvalConfig, eval_command
 from turnwise.cli.leaderboard import LeaderboardConfig, leaderboard
+from turnwise.cli.match import MatchConfig, match_command
 from turnwise.cli.play import PlayConfig, play
 from turnwise.cli.rollouts import RolloutsConfig, rollouts
 from turnwise.cli.serve import ServeConfig, serve
@@ -61,6 +62,7 @@ COMMANDS: dict[str, Command[Any]] = {
     "rollouts": Command(RolloutsConfig, rollouts),
     "train": Command(TrainConfig, train_command),
     "eval": Command(EvalConfig, eval_command),
+    "match": Command(MatchConfig, match_command),
     "leaderboard": Command(LeaderboardConfig, leaderboard),
     "swe": Command(SWEConfig, swe),
 }

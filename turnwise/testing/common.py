@@ -51,7 +51,11 @@ TIMING_KEY = re.compile(
     r"(?:_|$)|_(?:s|ms|us|ns)$"
 )
 # Gymnasium warns about this whenever a wrapper is passed, which is on purpose here.
-_BENIGN_WARNINGS = ("is different from the unwrapped version",)
+# Advice rather than faults: a wrapper's attribute access, and PettingZoo's naming preference.
+_BENIGN_WARNINGS = (
+    "is different from the unwrapped version",
+    "We recommend agents to be named in the format",
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -333,7 +337,9 @@ class ContractChecks:
         self.inner: Any = env.unwrapped
         self.probe = probe
         self.n_tasks, self.seed, self.expert = n_tasks, seed, expert
-        self.accept_hostile = frozenset(accept_hostile)
+        # An env whose actions are free text names the hostile strings it accepts as actions.
+        accepted = getattr(self.inner, "accepted_hostile_actions", ())
+        self.accept_hostile = frozenset(accept_hostile) | frozenset(accepted)
 
     # -- hooks
     def env_name(self) -> str:

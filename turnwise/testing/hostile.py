@@ -9,7 +9,9 @@ below and checks exactly that.
 
 None of these is a valid action in an env with a command grammar. An env whose actions are free
 text (a shell, a chat message) may accept some of them on purpose; it names those in
-`check_env(..., accept_hostile=[...])` instead of weakening the list.
+`check_env(..., accept_hostile=[...])` instead of weakening the list, or, when every user of the
+env should accept them, in its `accepted_hostile_actions` attribute (`free_text_hostile()` lists
+the string actions a chat env takes as said).
 
 Example:
     >>> from turnwise.testing.hostile import hostile_actions
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HostileAction", "hostile_actions"]
+__all__ = ["HostileAction", "free_text_hostile", "hostile_actions"]
 
 #: Length of the `megabyte` action: far beyond any sensible `max_action_length`.
 MEGABYTE = 1 << 20
@@ -83,3 +85,16 @@ def hostile_actions() -> list[HostileAction]:
         HostileAction("bad_bytes", b"\xff\xfe\xc3", "bytes that are not UTF-8"),
         HostileAction("list", ["look"], "a list holding a plausible action"),
     ]
+
+
+def free_text_hostile() -> tuple[str, ...]:
+    """Names of the hostile strings that are fine as free text: neither blank nor over-long.
+
+    A chat env takes these as something said (and an env that runs them, such as a shell,
+    should not accept them this way: it must contain them).
+    """
+    return tuple(
+        h.name
+        for h in hostile_actions()
+        if isinstance(h.value, str) and h.value.strip() and len(h.value) < MEGABYTE
+    )

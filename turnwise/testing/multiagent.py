@@ -7,6 +7,8 @@ The same checks as `check_env`, per agent, for an env that follows the conventio
 `spaces`           every seat observes `Dict(text=String)` and acts in `String`, and the
                    same space object comes back on every call (PettingZoo needs it)
 `pettingzoo`       `pettingzoo.test.parallel_api_test`; its warnings count as failures
+`aec`              `pettingzoo.test.api_test` on the env converted to AEC
+                   (`parallel_to_aec`), seen through numeric spaces: it expects arrays
 `tasks`            as in `check_env`, with every seat's info naming the task
 `determinism`      the same seed replays the same game, turn by turn, for every seat, over
                    joint actions mixing admissible, expert, random and hostile ones
@@ -22,7 +24,7 @@ The same checks as `check_env`, per agent, for an env that follows the conventio
 
 PettingZoo's test passes `reset(options={"options": 1})` to probe the signature; turnwise envs
 reject unknown options, so that one key is dropped on the way (and nothing else is changed: the
-text spaces need no numeric view for `parallel_api_test`). A seat with nothing to do this turn
+text spaces need no numeric view for `parallel_api_test`; `api_test` gets one). A seat with nothing to do this turn
 (`admissible_actions == []`, as the waiting seat of a turn-based game) may ignore its action, so
 hostile actions from it only need to be answered. An AEC env can be checked by converting it,
 `run_parallel_checks(turn_based_aec_to_parallel(aec_env))`, if every seat's info carries the
@@ -45,7 +47,8 @@ import gymnasium
 import numpy as np
 import pettingzoo
 from gymnasium import spaces
-from pettingzoo.test import parallel_api_test
+from pettingzoo.test import api_test, parallel_api_test
+from pettingzoo.utils.conversions import parallel_to_aec
 
 from turnwise.info import validate_reset_info
 from turnwise.spaces import String
@@ -153,11 +156,61 @@ class _PettingZooView(pettingzoo.ParallelEnv[Any, Any, Any]):
         return self.env.action_space(agent)
 
 
+class _NumericView(_PettingZooView):
+    """Numeric spaces for PettingZoo's AEC `api_test`, which expects arrays, not strings.
+
+    Observations are the UTF-8 bytes of the text in a fixed-size uint8 array (cut to
+    `OBS_BYTES`); an action is 0 (an empty string) or 1 (the checker's harmless move).
+    """
+
+    OBS_BYTES = 4096
+
+    def __init__(self, env: pettingzoo.ParallelEnv[Any, Any, Any], harmless: Any) -> None:
+        super().__init__(env)
+        self.render_mode = getattr(env, "render_mode", None)
+        self._harmless = harmless
+        self._infos: dict[Any, Any] = {}
+        self._obs_spaces = {
+            a: spaces.Box(0, 255, (self.OBS_BYTES,), np.uint8) for a in self.possible_agents
+        }
+        self._act_spaces = {a: spaces.Discrete(2) for a in self.possible_agents}
+
+    def _encode(self, observations: Mapping[Any, Any]) -> dict[Any, np.ndarray]:
+        encoded = {}
+        for agent, obs in observations.items():
+            text = obs.get("text", "") if isinstance(obs, Mapping) else str(obs)
+            data = str(text).encode("utf-8", "replace")[: self.OBS_BYTES]
+            array = np.zeros(self.OBS_BYTES, dtype=np.uint8)
+            array[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+            encoded[agent] = array
+        return encoded
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        obs, infos = super().reset(seed=seed, options=options)
+        self._infos = dict(infos)
+        return self._encode(obs), infos
+
+    def step(self, actions: dict[Any, Any]) -> Any:
+        joint = {
+            a: self._harmless(a, self._infos.get(a, {})) if int(act) == 1 else ""
+            for a, act in actions.items()
+        }
+        obs, rewards, terminated, truncated, infos = self.env.step(joint)
+        self._infos.update(infos)
+        return self._encode(obs), rewards, terminated, truncated, infos
+
+    def observation_space(self, agent: Any) -> Any:
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: Any) -> Any:
+        return self._act_spaces[agent]
+
+
 class ParallelChecks(ContractChecks):
     """The checks of one multi-agent env, sharing one `ParallelProbe`."""
 
     names = (
-        "spaces", "pettingzoo", "tasks", "determinism", "hostile_actions",
+        "spaces", "pettingzoo", "aec", "tasks", "determinism", "hostile_actions",
         "episode_end", "expert", "reset_info", "step_info", "close",
     )  # fmt: skip
     expert_scope = " (all seats)"
@@ -215,6 +268,14 @@ class ParallelChecks(ContractChecks):
         cycles = min(self._max_turns() + 1, 200)
         return run_library_checker(
             lambda: parallel_api_test(_PettingZooView(self.env), num_cycles=cycles)
+        )
+
+    def check_aec(self) -> str:
+        cycles = min(self._max_turns() + 1, 200)
+        return run_library_checker(
+            lambda: api_test(
+                parallel_to_aec(_NumericView(self.env, self._harmless)), num_cycles=cycles
+            )
         )
 
     def _play(

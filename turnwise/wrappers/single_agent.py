@@ -8,7 +8,7 @@ from typing import Any
 from turnwise.core import VALID_TERM, Env, Observation, StepResult
 from turnwise.episode import Agent, reset_agent
 
-__all__ = ["SingleAgent"]
+__all__ = ["SingleAgent", "make_single_agent"]
 
 # Keys the base class computes itself; the inner env's values for them are not passed through.
 _OWN_RESET_KEYS = frozenset({"task_id", "split", "max_turns", "state_key", "admissible_actions"})
@@ -30,9 +30,13 @@ class SingleAgent(Env):
     * **Seeds.** `reset(seed=s)` derives the inner env's seed, and a seed for every partner whose
       `reset` takes a `seed` argument, from `s`; partners are reset before every episode. So an
       episode is as deterministic as the partners are given their seed.
-    * **Rewards.** The learner's reward terms pass through from the inner env, and the weights
-      are the inner env's (the base class adds `valid` exactly as the inner env does), so the
-      reward equals the inner env's reward for the learner whenever the inner env was stepped.
+    * **Turn-based games.** While the learner has nothing to do (its `admissible_actions` is
+      `[]`: another seat's turn), the wrapper plays on by itself: the partners move, the learner
+      sends nothing, and its next observation gathers the text of every step in between. So each
+      `step` is one move of the learner's, also at `reset` when a partner moves first.
+    * **Rewards.** The learner's reward terms pass through from the inner env, summed over the
+      inner steps a `step` covers, and the weights are the inner env's (the base class adds
+      `valid` for the learner's own move, as the inner env does).
       An action the base class rejects (not a string, too long) consumes a turn without
       stepping the inner env, as in any `turnwise.Env`.
     * **Expert** is the inner env's `expert_action(learner)`, where it has one.
@@ -88,6 +92,9 @@ class SingleAgent(Env):
         self.splits = tuple(env.splits)
         self._obs: dict[str, Any] = {}
         self._infos: dict[str, dict[str, Any]] = {}
+        self._pending: dict[str, float] = {}
+        self._pending_end: tuple[Any, dict[str, Any]] | None = None
+        self._flags = (False, False)  # the learner's (terminated, truncated) at the last step
         super().__init__(
             split=split or env.split,
             max_turns=env.max_turns,
@@ -102,7 +109,53 @@ class SingleAgent(Env):
         others = [s for s in env.possible_agents if s != learner]
         return cls(env, learner, dict.fromkeys(others, agent), **kwargs)
 
+    @classmethod
+    def from_specs(
+        cls,
+        env: str | Any,
+        partners: Mapping[str, str] | str,
+        *,
+        learner: str | None = None,
+        env_kwargs: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> SingleAgent:
+        """Build from names: `env` a registered multi-agent id (or env), partners by spec.
+
+        `partners` maps each other seat to an agent spec of `turnwise.matches.load_seat_agent`
+        (a model spec, `random`, `expert` or one of the env's scripted partners); one string
+        puts the same spec in every other seat. `learner` defaults to the first seat. This is
+        what `turnwise.make("turnwise/SingleAgent-v0", env=..., partners=...)` calls, so the
+        trainers and the evaluator can use one seat of any social env by id.
+        """
+        from turnwise.matches import load_seat_agent
+
+        if isinstance(env, str):
+            from turnwise.registry import make
+
+            env = make(env, **dict(env_kwargs or {}))
+        elif env_kwargs:
+            raise TypeError("env_kwargs only applies when env is an id")
+        seats = list(env.possible_agents)
+        learner = seats[0] if learner is None else learner
+        if learner not in seats:
+            raise ValueError(f"learner {learner!r} is not a seat of {env}; seats: {seats}")
+        others = [s for s in seats if s != learner]
+        specs = dict.fromkeys(others, partners) if isinstance(partners, str) else dict(partners)
+        if set(specs) != set(others):
+            raise ValueError(
+                f"partners must name exactly the other seats {others}; got {sorted(specs)}"
+            )
+        agents = {seat: load_seat_agent(str(specs[seat]), env, seat, seed=seed) for seat in others}
+        return cls(env, learner, agents, **kwargs)
+
     # ------------------------------------------------------------------ turnwise.Env
+    @property
+    def accepted_hostile_actions(self) -> tuple[str, ...]:
+        """The inner env's free-text actions (`turnwise.testing.hostile`)."""
+        inner = getattr(self.parallel_env, "unwrapped", self.parallel_env)
+        return tuple(getattr(inner, "accepted_hostile_actions", ()))
+
     @property
     def env_id(self) -> str:
         inner = getattr(self.parallel_env, "env_id", type(self.parallel_env).__name__)
@@ -117,31 +170,90 @@ class SingleAgent(Env):
         for seat in sorted(self.partners):
             reset_agent(self.partners[seat], int(self.np_random.integers(_SEED_RANGE)))
         obs, infos = self.parallel_env.reset(seed=inner_seed, options={"task_id": task_id})
+        self._flags = (False, False)
         self._obs, self._infos = dict(obs), {a: dict(i) for a, i in infos.items()}
-        info = self._infos[self.learner]
-        return obs[self.learner], {k: v for k, v in info.items() if k not in _OWN_RESET_KEYS}
+        info = {k: v for k, v in self._infos[self.learner].items() if k not in _OWN_RESET_KEYS}
+        texts = [str(obs[self.learner].get("text", ""))]
+        # In a turn-based game the partners may move first: the learner sees what they did.
+        self._pending, self._pending_end = self._advance(texts), None
+        if not self.parallel_env.agents:
+            self._pending_end = (self._obs[self.learner], dict(self._infos[self.learner]))
+        return self._observation(texts), info
 
-    def _step(self, action: str) -> StepResult:
-        joint: dict[str, Any] = {self.learner: action}
-        for seat in self.parallel_env.agents:
-            if seat != self.learner:
-                joint[seat] = self.partners[seat].act(self._obs[seat], self._infos[seat])
+    def _partner_moves(self) -> dict[str, Any]:
+        return {
+            seat: self.partners[seat].act(self._obs[seat], self._infos[seat])
+            for seat in self.parallel_env.agents
+            if seat != self.learner
+        }
+
+    def _inner_step(self, joint: dict[str, Any]) -> tuple[dict[str, bool], dict[str, bool]]:
         obs, _, terminated, truncated, infos = self.parallel_env.step(joint)
         self._obs.update(obs)
         self._infos.update({a: dict(i) for a, i in infos.items()})
+        self._flags = (bool(terminated[self.learner]), bool(truncated[self.learner]))
+        return terminated, truncated
+
+    def _waiting(self) -> bool:
+        """The learner has nothing to do this turn (a turn-based game's other seat moves)."""
+        live = self.learner in self.parallel_env.agents
+        return live and self._infos[self.learner].get("admissible_actions") == []
+
+    def _advance(self, texts: list[str]) -> dict[str, float]:
+        """Play the partners' turns while the learner waits; sum the learner's reward terms."""
+        terms: dict[str, float] = {}
+        while self._waiting():
+            self._inner_step({**self._partner_moves(), self.learner: ""})
+            texts.append(str(self._obs[self.learner].get("text", "")))
+            for name, value in self._infos[self.learner]["reward_terms"].items():
+                if name != VALID_TERM:
+                    terms[name] = terms.get(name, 0.0) + float(value)
+        return terms
+
+    def _observation(self, texts: list[str]) -> Observation:
+        return {**self._obs[self.learner], "text": "\n".join(t for t in texts if t)}
+
+    def _step(self, action: str) -> StepResult:
+        terms = dict(self._pending)
+        self._pending = {}
+        if self._pending_end is not None:  # the game ended before the learner's first move
+            obs, info = self._pending_end
+            return self._result(obs, terms, info, [str(obs.get("text", ""))], valid=False)
+        joint: dict[str, Any] = {**self._partner_moves(), self.learner: action}
+        self._inner_step(joint)
         info = self._infos[self.learner]
+        valid = bool(info["valid_action"])
+        for name, value in info["reward_terms"].items():
+            if name != VALID_TERM:
+                terms[name] = terms.get(name, 0.0) + float(value)
+        texts = [str(self._obs[self.learner].get("text", ""))]
+        for name, value in self._advance(texts).items():
+            terms[name] = terms.get(name, 0.0) + value
+        return self._result(
+            self._obs[self.learner], terms, self._infos[self.learner], texts, valid=valid
+        )
+
+    def _result(
+        self,
+        obs: Observation,
+        terms: dict[str, float],
+        info: dict[str, Any],
+        texts: list[str],
+        *,
+        valid: bool,
+    ) -> StepResult:
         extra = {k: v for k, v in info.items() if k not in _OWN_STEP_KEYS}
-        terms = {k: float(v) for k, v in info["reward_terms"].items() if k != VALID_TERM}
-        ended = bool(terminated[self.learner])
-        if truncated[self.learner] and self.turn < self.max_turns:
-            # The inner env stopped early for its own reason: the episode cannot go on, and the
-            # base class would not truncate it, so it ends here without success.
+        ended, truncated = self._flags
+        if truncated and self.turn < self.max_turns:
+            # The inner env stopped early for its own reason (its turn limit counts every
+            # seat's turns): the episode cannot go on, and the base class would not truncate
+            # it, so it ends here without success.
             ended = True
             extra["truncation_reason"] = info.get("truncation_reason", "inner env truncated")
         return StepResult(
-            observation=obs[self.learner],
+            observation={**obs, "text": "\n".join(t for t in texts if t)},
             reward_terms=terms,
-            valid=bool(info["valid_action"]),
+            valid=valid,
             terminated=ended,
             success=bool(info.get("success", False)) if ended else None,
             info=extra,
@@ -166,3 +278,8 @@ class SingleAgent(Env):
 
     def _close(self) -> None:
         self.parallel_env.close()
+
+
+def make_single_agent(**kwargs: Any) -> SingleAgent:
+    """The entry point of `turnwise/SingleAgent-v0`: `SingleAgent.from_specs(**kwargs)`."""
+    return SingleAgent.from_specs(**kwargs)
