@@ -88,6 +88,15 @@ def register_all() -> None:
         description="The iterated prisoner's dilemma between two players: the smallest social env",
     )
     register(
+        "turnwise/TextArena-v0",
+        "turnwise.envs.social.arena:TextArenaEnv",
+        family="social",
+        multi_agent=True,
+        extra="social",
+        requires=("textarena",),
+        description="Curated TextArena social games (negotiation, deception, Taboo, dilemmas)",
+    )
+    register(
         "turnwise/Social-v0",
         "turnwise.envs.social.env:SocialEnv",
         family="social",

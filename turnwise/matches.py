@@ -36,6 +36,8 @@ from turnwise.episode import Agent, reset_agent
 
 __all__ = ["MatchResult", "SeatExpert", "load_seat_agent", "partner_names", "play_match"]
 
+_SEATS_MAX = 1000  # seat seeds are episode_seed * _SEATS_MAX + seat index
+
 
 class SeatExpert:
     """The env's oracle for one seat (`env.expert_action(seat)`)."""
@@ -112,7 +114,8 @@ def play_match(
     """Play episodes of `env` with `agents[seat]` in every seat.
 
     Episodes are the `task_ids` (each once, seeded `seed + i`), or `episodes` seeded draws from
-    `split` (seeds `seed`, `seed + 1`, ...). Agents are reset with the episode's seed first.
+    `split` (seeds `seed`, `seed + 1`, ...). Before each episode every seat's agent is reset
+    with a seed of its own, derived from the episode's seed and the seat's index.
     """
     missing = [s for s in env.possible_agents if s not in agents]
     if missing:
@@ -131,8 +134,9 @@ def play_match(
             options["task_id"] = task
         if split is not None:
             options["split"] = split
-        for seat in env.possible_agents:
-            reset_agent(agents[seat], episode_seed)
+        for i, seat in enumerate(env.possible_agents):
+            # One seed per seat: two random agents must not mirror each other's moves.
+            reset_agent(agents[seat], episode_seed * _SEATS_MAX + i)
         obs, infos = env.reset(seed=episode_seed, options=options or None)
         task_id = str(next(iter(infos.values()))["task_id"])
         returns = dict.fromkeys(env.possible_agents, 0.0)

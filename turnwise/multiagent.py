@@ -12,7 +12,8 @@ contract of `turnwise.Env`, so agents, wrappers and trainers treat every seat al
   `observation_space(agent) == Dict(text=String)`.
 * **Actions.** Strings, `action_space(agent) == String(max_action_length)`. Invalid input never
   raises: a non-string, an over-long string or a missing action is an invalid move *for that
-  agent only*; the game goes on and decides what an invalid move means (a forfeit, a pass),
+  agent only* (a seat with nothing to do, `admissible_actions == []`, may send nothing); the
+  game goes on and decides what an invalid move means (a forfeit, a pass),
   which each env documents. Lone surrogates are replaced by U+FFFD as in `turnwise.Env`.
 * **Infos.** Per agent, the keys of `turnwise.info`: `task_id`, `instruction`, `max_turns`,
   `split`, `state_key` (and `admissible_actions` where known) at reset; `valid_action`,
@@ -248,6 +249,9 @@ class ParallelEnv(pettingzoo.ParallelEnv[str, Observation, str]):
         problems: dict[str, str] = {}
         moves: dict[str, str | None] = {}
         for agent in self.agents:
+            if agent not in actions and self.admissible_actions(agent) == []:
+                moves[agent] = ""  # a seat with nothing to do this turn need not send anything
+                continue
             action: object = actions.get(agent)
             limit = self.action_spaces[agent].max_length
             problem = action_problem(action, limit) if agent in actions else "no action was given."

@@ -191,3 +191,18 @@ def test_every_registered_text_env_trains(
     assert main(args) == 0, capsys.readouterr().err
     assert "held-out success" in capsys.readouterr().out
     assert (out / "checkpoints" / "latest" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_train_one_seat_of_a_social_env_against_a_scripted_partner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch", reason="needs torch (pip install 'turnwise[train]')")
+    kwargs = '{"env": "turnwise/Dilemma-v0", "partners": "tit-for-tat"}'
+    args = ["--env", "turnwise/SingleAgent-v0", "--env-kwargs", kwargs, "--eval-split", "test"]
+    tiny = ["--model", "nano", "--iterations", "1", "--tasks-per-iteration", "2",
+            "--group-size", "2", "--workers", "4", "--max-tokens", "8", "--eval-tasks", "2"]  # fmt: skip
+    assert main(["train", "grpo", *args, *tiny, "--out", str(tmp_path / "run")]) == 0
+    rows = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any('"reward/payoff"' in row or "payoff" in row for row in rows)
+    assert "1 iterations;" in capsys.readouterr().out

@@ -103,7 +103,9 @@ def env_entry(env_id: str, *, single_agent_for: str | None = None) -> EnvEntry:
     if single_agent_for and record.multi_agent:
         raise CLIError(
             f"`turnwise {single_agent_for}` needs a single-agent env and {env_id} is multi-agent; "
-            "wrap one seat with turnwise.wrappers.SingleAgent in Python (docs/multi-agent.md)"
+            "play one seat of it through turnwise/SingleAgent-v0, e.g. --env turnwise/SingleAgent-v0 "
+            f'--env-kwargs \'{{"env": "{env_id}", "partners": "random"}}\' '
+            "(docs/multi-agent.md)"
         )
     return record
 

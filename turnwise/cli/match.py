@@ -35,7 +35,9 @@ class MatchConfig:
     task: Annotated[list[str], tyro.conf.arg(metavar="TASK_ID")] = field(default_factory=list)
     """Play exactly these tasks, once each."""
     split: str = "test"
+    """The split episodes are drawn from (when no --task is given)."""
     seed: int = 0
+    """Seeds the episodes (seed, seed + 1, ...) and, per seat, the agents."""
     env_kwargs: EnvKwargs = ""
     """Constructor keyword arguments, as a JSON object."""
     out: Path | None = None
