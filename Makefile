@@ -92,7 +92,9 @@ pytest: ## the tests, without the gpu/docker/vllm ones
 
 # The shipped leaderboards: each suite played by the expert (the ceiling), the random agent and
 # the untrained tiny offline model, then ranked into docs/leaderboards/SUITE/.
-BASELINE_SUITES ?= turnwise-text-v0 turnwise-web-v0 turnwise-gui-v0 turnwise-swe-v0 turnwise-bench-v0
+BASELINE_SUITES ?= turnwise-text-v0 turnwise-web-v0 turnwise-gui-v0 turnwise-swe-v0 turnwise-social-v0 turnwise-bench-v0
+# Suites whose envs have no oracle: no expert row (it would only record errors).
+NO_EXPERT_SUITES := turnwise-social-v0
 BASELINE_DIR ?= docs/leaderboards
 
 baselines: install ## evaluate the baselines on every suite and rebuild the leaderboard pages
@@ -100,6 +102,7 @@ baselines: install ## evaluate the baselines on every suite and rebuild the lead
 	  results=$(BASELINE_DIR)/$$suite/results; rm -rf "$$results"; \
 	  for run in "expert|expert (the ceiling)" "random|random agent" "hf:tiny|tiny model, untrained"; do \
 	    policy=$${run%%|*}; \
+	    case " $(NO_EXPERT_SUITES) " in *" $$suite "*) [ "$$policy" = expert ] && continue;; esac; \
 	    $(PYTHON) -m turnwise eval --suite $$suite --policy $$policy --label "$${run#*|}" \
 	      --out "$$results/$${policy#hf:}" --max-tokens 48 || exit 1; \
 	  done; \

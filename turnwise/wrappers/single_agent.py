@@ -112,8 +112,8 @@ class SingleAgent(Env):
     @classmethod
     def from_specs(
         cls,
-        env: str | Any,
-        partners: Mapping[str, str] | str,
+        env: str | Any = "turnwise/Dilemma-v0",
+        partners: Mapping[str, str] | str = "random",
         *,
         learner: str | None = None,
         env_kwargs: Mapping[str, Any] | None = None,
@@ -124,7 +124,8 @@ class SingleAgent(Env):
 
         `partners` maps each other seat to an agent spec of `turnwise.matches.load_seat_agent`
         (a model spec, `random`, `expert` or one of the env's scripted partners); one string
-        puts the same spec in every other seat. `learner` defaults to the first seat. This is
+        puts the same spec in every other seat. `learner` defaults to the first seat; with no
+        arguments, it is the first seat of `turnwise/Dilemma-v0` against a random partner. This is
         what `turnwise.make("turnwise/SingleAgent-v0", env=..., partners=...)` calls, so the
         trainers and the evaluator can use one seat of any social env by id.
         """
