@@ -6,7 +6,8 @@ the test is skipped with a reason that says exactly what is missing (never silen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -74,3 +75,46 @@ class CounterEnv(Env):
 @pytest.fixture
 def counter_env() -> CounterEnv:
     return CounterEnv(max_turns=10)
+
+
+class ChatServer:
+    """A scripted OpenAI-compatible chat server: `replies` are answered first, then `default`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.replies: deque[str] = deque()
+        self.default = "?"
+        self.bodies: list[dict[str, Any]] = []
+        self.usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.bodies.append(body)
+        text = self.replies.popleft() if self.replies else self.default
+        message = {"role": "assistant", "content": text}
+        return {
+            "id": "scripted",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": dict(self.usage),
+        }
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    """`ChatServer` over real HTTP on loopback (e.g. a judge for `openai:URL/v1#MODEL`)."""
+    fastapi = pytest.importorskip(
+        "fastapi", reason="needs fastapi (pip install 'turnwise[agents]')"
+    )
+    from turnwise.agents.server import ServerThread
+
+    app = fastapi.FastAPI()
+    server: ChatServer | None = None
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict[str, Any] = fastapi.Body()) -> Any:  # noqa: B008
+        assert server is not None
+        return server.answer(body)
+
+    with ServerThread(app) as thread:
+        server = ChatServer(thread.url)
+        yield server

@@ -62,7 +62,8 @@ profiles, secrets and private goals; the characters themselves did not know each
 or secrets. Judge only from the transcript, be strict and consistent, and answer with one JSON \
 object and nothing else."""
 
-_EPISODE_USER = """\
+# What both rubrics show the judge first: the scenario, both profiles and both private goals.
+_SCENARIO = """\
 Setting: {setting}
 Relationship: {relationship}
 
@@ -71,7 +72,11 @@ agent_1's private goal: {goal_1}
 
 agent_2 is {profile_2}
 agent_2's private goal: {goal_2}
+"""
 
+_EPISODE_USER = (
+    _SCENARIO
+    + """
 Transcript:
 {transcript}
 
@@ -90,22 +95,17 @@ Reply with exactly this JSON shape, a short reason before each score:
 {{"agent_1": {{"goal": {{"reasoning": "...", "score": 0}}, "believability": {{...}}, \
 "knowledge": {{...}}, "secret": {{...}}, "relationship": {{...}}, "social_rules": {{...}}, \
 "financial": {{...}}}}, "agent_2": {{...the same seven...}}}}"""
+)
 
-_TURN_USER = """\
-Setting: {setting}
-Relationship: {relationship}
-
-agent_1 is {profile_1}
-agent_1's private goal: {goal_1}
-
-agent_2 is {profile_2}
-agent_2's private goal: {goal_2}
-
+_TURN_USER = (
+    _SCENARIO
+    + """
 The conversation so far:
 {transcript}
 
 How far has each agent achieved its private goal so far, from 0 (not at all) to 10 (fully)? \
 Reply with exactly this JSON shape and nothing else: {{"agent_1": 0, "agent_2": 0}}"""
+)
 
 
 def _score(agent: str, dimension: str, raw: Any) -> float:

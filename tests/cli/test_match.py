@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,31 +51,12 @@ def test_bad_seats_and_specs_are_usage_errors(capsys: Any) -> None:
     assert "single-agent env" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def judge_url() -> Iterator[str]:
-    """An OpenAI-compatible judge on loopback that always gives the same verdict."""
-    fastapi = pytest.importorskip("fastapi")
-    from turnwise.agents.server import ServerThread
-
-    app = fastapi.FastAPI()
-    reply = json.dumps({"agent_1": SCORES, "agent_2": {**SCORES, "goal": 2}})
-
-    @app.post("/v1/chat/completions")
-    async def chat(body: dict[str, Any] = fastapi.Body()) -> Any:  # noqa: B008
-        return {
-            "id": "j", "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 500, "completion_tokens": 60, "total_tokens": 560},
-        }  # fmt: skip
-
-    with ServerThread(app) as thread:
-        yield thread.url
-
-
 def test_a_judged_scenario_with_a_judge_by_spec(
-    judge_url: str, tmp_path: Path, capsys: Any
+    chat_server: Any, tmp_path: Path, capsys: Any
 ) -> None:
+    chat_server.default = json.dumps({"agent_1": SCORES, "agent_2": {**SCORES, "goal": 2}})
+    chat_server.usage = {"prompt_tokens": 500, "completion_tokens": 60, "total_tokens": 560}
+    judge_url = chat_server.url
     out = tmp_path / "social.jsonl"
     args = ["match", "turnwise/Social-v0", "--judge", f"openai:{judge_url}/v1#judge",
             "--env-kwargs", '{"max_turns": 4}', "--episodes", "2", "--transcript",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -249,37 +249,10 @@ def test_conformance_with_and_without_a_judge() -> None:
 
 
 # ----------------------------------------------------------------------------- a real judge
-@pytest.fixture(scope="module")
-def judge_server() -> Iterator[tuple[str, deque[str], list[dict[str, Any]]]]:
-    """An OpenAI-compatible judge on loopback (real HTTP), answering scripted replies."""
-    fastapi = pytest.importorskip("fastapi")
-    from turnwise.agents.server import ServerThread
-
-    replies: deque[str] = deque()
-    bodies: list[dict[str, Any]] = []
-    app = fastapi.FastAPI()
-
-    @app.post("/v1/chat/completions")
-    async def chat(body: dict[str, Any] = fastapi.Body()) -> Any:  # noqa: B008
-        bodies.append(body)
-        text = replies.popleft() if replies else "?"
-        return {
-            "id": "j", "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-        }  # fmt: skip
-
-    with ServerThread(app) as thread:
-        yield thread.url, replies, bodies
-
-
-def test_any_openai_compatible_server_can_judge(
-    judge_server: tuple[str, deque[str], list[dict[str, Any]]], tmp_path: Path
-) -> None:
-    url, replies, bodies = judge_server
-    replies.extend(["Both did well.", EPISODE_REPLY])
-    spec = f"openai:{url}/v1#judge-model"
+def test_any_openai_compatible_server_can_judge(chat_server: Any, tmp_path: Path) -> None:
+    chat_server.replies.extend(["Both did well.", EPISODE_REPLY])
+    bodies = chat_server.bodies
+    spec = f"openai:{chat_server.url}/v1#judge-model"
     env = SocialEnv(judge=spec, judge_cache=tmp_path / "cache.jsonl", max_turns=2)
     *_, (_, _, _, _, infos) = talk(env, ["Hi.", "Bye."])
     assert infos[P0]["judge"]["scores"]["goal"] == 8.0 and not infos[P0]["judge"]["missing"]
