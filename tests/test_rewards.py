@@ -181,3 +181,42 @@ def test_gaussian_click_hook_reads_the_point_and_the_target_box() -> None:
     assert hook(ctx("click(1, 1)", point=[1, 1])) == 0.0  # no target known
     with pytest.raises(ValueError, match="alpha"):
         GaussianClick(alpha=0.0)
+
+
+class _Replies:
+    """A judge policy answering from a list, recording the prompts it got."""
+
+    name, tokenizer = "replies", None
+
+    def __init__(self, *texts: str) -> None:
+        self.texts, self.prompts = list(texts), []
+
+    def generate(self, requests):  # type: ignore[no-untyped-def]
+        from turnwise.agents.policy import Generation
+
+        self.prompts += [r.messages[-1]["content"] for r in requests]
+        return [Generation(self.texts.pop(0), [1], None, "stop", [1, 1]) for _ in requests]
+
+
+def test_judge_reward_scores_steps_and_leaves_missing_ones_out() -> None:
+    import turnwise
+    from turnwise.rewards import JudgeReward
+    from turnwise.wrappers import ProcessRewards
+
+    policy = _Replies('{"reasoning": "progress", "score": 7}', "no idea", "still none")
+    hook = JudgeReward(policy, name="judge")
+    hook.judge.retries = 1
+    env = ProcessRewards(turnwise.make("turnwise/KeyDoor-v0"), [hook], {"judge": 0.5})
+    _, info = env.reset(seed=0)
+    *_, reward, _, _, info = env.step("look")
+    assert info["reward_terms"]["judge"] == pytest.approx(0.7)
+    assert reward == pytest.approx(sum(info["reward_weights"].get(k, 1.0) * v
+                                       for k, v in info["reward_terms"].items()))  # fmt: skip
+    assert "Task: " in policy.prompts[0] and "It did:\nlook" in policy.prompts[0]
+    # Malformed twice (a retry): the term is missing, not zero, and the info says so.
+    _, reward, _, _, info = env.step("look")
+    assert "judge" not in info["reward_terms"] and info["missing_terms"] == ["judge"]
+    assert "- saw:" in policy.prompts[1] and "could not be read" in policy.prompts[2]
+    assert hook.judge.stats.missing == 1 and hook.judge.stats.retries == 1
+    with pytest.raises(ValueError, match="scale"):
+        JudgeReward(policy, scale=0)

@@ -65,6 +65,9 @@ class StepInfo(TypedDict, total=False):
     """Why the episode was truncated (e.g. `max_turns`), when it was."""
     episode_over: bool
     """True on a step taken after the episode had already ended (it changes nothing)."""
+    missing_terms: list[str]
+    """Process-reward hooks that could not score this step (e.g. a judge with no usable
+    answer): their terms are absent, not zero."""
 
 
 #: Required reset keys and their types. `admissible_actions` and `state_key` are optional.
@@ -88,6 +91,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "state_key": str,
     "truncation_reason": str,
     "episode_over": bool,
+    "missing_terms": list,
 }
 
 

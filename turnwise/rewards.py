@@ -26,6 +26,7 @@ __all__ = [
     "Format",
     "GaussianClick",
     "HistoryItem",
+    "JudgeReward",
     "ProcessReward",
     "StepContext",
     "TestDelta",
@@ -98,17 +99,20 @@ class BatchProcessReward(Protocol):
 Hook = ProcessReward | BatchProcessReward
 
 
-def score_batch(hook: Hook, ctxs: Sequence[StepContext]) -> list[float]:
-    """Score `ctxs` with either kind of hook, from synchronous code."""
+def score_batch(hook: Hook, ctxs: Sequence[StepContext]) -> list[float | None]:
+    """Score `ctxs` with either kind of hook, from synchronous code.
+
+    A hook may return None for a step it could not score (a model-backed hook whose model gave
+    no usable answer): that is a missing value, never a zero.
+    """
     score = getattr(hook, "score", None)
-    if score is None:
-        return [float(hook(ctx)) for ctx in ctxs]  # type: ignore[operator]
-    values = _run_sync(score(list(ctxs)))
+    sync = score is None
+    values = [hook(ctx) for ctx in ctxs] if sync else _run_sync(score(list(ctxs)))  # type: ignore[operator,misc]
     if len(values) != len(ctxs):
         raise RuntimeError(
             f"hook {hook.name!r} returned {len(values)} scores for {len(ctxs)} steps"
         )
-    return [float(v) for v in values]
+    return [None if v is None else float(v) for v in values]
 
 
 def _run_sync(awaitable: Awaitable[Any]) -> Any:
@@ -338,3 +342,102 @@ class GaussianClick:
         return self.point_weight * gaussian_point(
             xy, target, alpha=self.alpha
         ) + self.coverage_weight * gaussian_coverage(xy, target, alpha=self.alpha)
+
+
+# --------------------------------------------------------------------------- LLM judge
+def _parse_step_score(text: str) -> float:
+    from turnwise.judging import extract_json
+
+    data = extract_json(text)
+    value = data.get("score") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
+        raise ValueError('reply with {"reasoning": "...", "score": N}, N a number from 0 to 10')
+    return float(value)
+
+
+def _step_rubric() -> Any:
+    from turnwise.judging import JudgePrompt
+
+    return JudgePrompt(
+        "step-progress",
+        1,
+        "You judge the steps of an agent working on a task. Be strict and consistent, and answer "
+        "with one JSON object and nothing else.",
+        "Task: {instruction}\n\nEarlier steps:\n{history}\n\nThe agent saw:\n{observation}\n\n"
+        "It did:\n{action}\n\nThen it saw:\n{next_observation}\n\nHow much did this step "
+        "advance the task, from 0 (not at all, or it went backwards) to 10 (it completed the "
+        'task)? Reply exactly as {{"reasoning": "...", "score": N}}.',
+        _parse_step_score,
+    )
+
+
+class JudgeReward:
+    """An LLM judge with a rubric, as a process-reward hook (`BatchProcessReward`).
+
+    Each step is put to `turnwise.judging.LLMJudge` (any policy spec or `Policy`, or a judge
+    built with options: cache file, retries, prices) through `rubric`, a `JudgePrompt` whose
+    templates may use `instruction`, `history`, `observation`, `action`, `next_observation`,
+    `task_id` and `turn`, and whose parser returns a number. The value is that number divided by
+    `scale`. The default rubric (`step-progress@v1`) asks how much the step advanced the task, 0
+    to 10. A verdict that stays malformed after the judge's retries is **missing**: the hook
+    returns None, `ProcessRewards` leaves the term out and lists it in `info["missing_terms"]`.
+    The judge's calls, tokens and cost are on `hook.judge.stats`.
+
+    Example:
+        >>> from turnwise.agents.policy import Generation
+        >>> class Fixed:
+        ...     name, tokenizer = "fixed", None
+        ...     def generate(self, requests):
+        ...         return [Generation('{"reasoning": "ok", "score": 4}', [], None, "stop")
+        ...                 for _ in requests]
+        >>> hook = JudgeReward(Fixed())
+        >>> ctx = StepContext("env", "t", "Open the door.", 1, {"text": "A door."}, "open door",
+        ...                   {"text": "It opens."}, {}, False, False)
+        >>> score_batch(hook, [ctx]), hook.judge.stats.calls
+        ([0.4], 1)
+    """
+
+    def __init__(
+        self,
+        judge: Any,
+        rubric: Any = None,
+        *,
+        name: str = "judge",
+        scale: float = 10.0,
+        history_turns: int = 5,
+    ) -> None:
+        from turnwise.judging import LLMJudge
+
+        self.name = name
+        self.judge = judge if isinstance(judge, LLMJudge) else LLMJudge(judge)
+        self.rubric = rubric if rubric is not None else _step_rubric()
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.scale = float(scale)
+        self.history_turns = int(history_turns)
+
+    def _fields(self, ctx: StepContext) -> dict[str, Any]:
+        earlier = ctx.history[-self.history_turns :] if self.history_turns > 0 else ()
+        history = "\n".join(
+            f"- saw: {_clip(item.observation)} / did: {_clip(item.action)}" for item in earlier
+        )
+        return {
+            "instruction": ctx.instruction,
+            "history": history or "(none)",
+            "observation": str(ctx.observation.get("text", "")),
+            "action": ctx.raw_action,
+            "next_observation": str(ctx.next_observation.get("text", "")),
+            "task_id": ctx.task_id,
+            "turn": ctx.turn,
+        }
+
+    async def score(self, ctxs: Sequence[StepContext]) -> list[float | None]:
+        verdicts = await asyncio.to_thread(
+            self.judge.ask_many, self.rubric, [self._fields(c) for c in ctxs]
+        )
+        return [None if v.missing else float(v.value) / self.scale for v in verdicts]
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -93,11 +93,17 @@ class ProcessRewards(gymnasium.Wrapper[dict[str, Any], str, dict[str, Any], str]
             truncated=truncated,
             history=tuple(self._history),
         )
+        missing: list[str] = []
         for hook in self.hooks:
             (value,) = score_batch(hook, [ctx])
+            if value is None:  # the hook could not score this step: absent, never zero
+                missing.append(hook.name)
+                continue
             terms[hook.name] = value
             weights[hook.name] = self.weights[hook.name]
         self._history.append(HistoryItem(str(self._obs.get("text", "")), ctx.action, terms))
         self._obs = obs
         info = {**info, "reward_terms": terms, "reward_weights": weights}
+        if missing:
+            info["missing_terms"] = missing
         return obs, weighted_reward(terms, weights), terminated, truncated, info
