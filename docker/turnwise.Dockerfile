@@ -25,6 +25,6 @@ RUN apt-get update \
     && bash scripts/install-system-deps.sh all \
     && rm -rf /var/lib/apt/lists/* \
     && python -m pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
-    && python -m pip install -e ".[dev,text,agents,web,gui,swe,ray,train]"
+    && python -m pip install -e ".[dev,text,agents,web,gui,swe,social,ray,train]"
 
 CMD ["turnwise", "--help"]
