@@ -165,3 +165,29 @@ def test_partners_are_reset_before_each_episode() -> None:
     env.reset()
     env.reset(seed=3)
     assert partner.resets == 2
+
+
+def test_turn_based_partners_move_first_and_may_end_the_game_before_the_learner() -> None:
+    from turnwise.envs.social.env import SocialEnv
+
+    class Says:
+        def __init__(self, *lines: str) -> None:
+            self.lines = list(lines)
+
+        def act(self, observation: Any, info: Any) -> str:
+            return "" if info.get("admissible_actions") == [] else self.lines.pop(0)
+
+    env = SingleAgent(SocialEnv(max_turns=4), P1, {P0: Says("Hello.", "How are you?")})
+    obs, _ = env.reset(options={"task_id": "reference-check"})
+    assert 'said: "Hello."' in obs["text"] and obs["text"].endswith("Your turn.")
+    obs, _, terminated, _, info = env.step("Fine, thanks.")
+    # One learner step covers its own line and the partner's answer.
+    assert 'said: "Fine, thanks."' in obs["text"] and 'said: "How are you?"' in obs["text"]
+    assert not terminated and info["turn"] == 1 and env.parallel_env.turn == 3
+
+    env = SingleAgent(SocialEnv(), P1, {P0: Says("leave")})
+    obs, _ = env.reset(options={"task_id": "reference-check"})
+    assert "left the conversation" in obs["text"] and "over" in obs["text"]
+    _, reward, terminated, truncated, info = env.step("Wait!")
+    assert terminated and not truncated and info["success"] is False
+    assert not info["valid_action"] and reward == pytest.approx(-0.1)  # never reached the game

@@ -33,7 +33,9 @@ class SingleAgent(Env):
     * **Turn-based games.** While the learner has nothing to do (its `admissible_actions` is
       `[]`: another seat's turn), the wrapper plays on by itself: the partners move, the learner
       sends nothing, and its next observation gathers the text of every step in between. So each
-      `step` is one move of the learner's, also at `reset` when a partner moves first.
+      `step` is one move of the learner's, also at `reset` when a partner moves first. If the
+      partners end the game before the learner's first move, that first `step` ends the
+      episode (its action is not played, and is flagged invalid).
     * **Rewards.** The learner's reward terms pass through from the inner env, summed over the
       inner steps a `step` covers, and the weights are the inner env's (the base class adds
       `valid` for the learner's own move, as the inner env does).
