@@ -313,18 +313,20 @@ class AccessibilityBus:
             return self._connection
         from jeepney import DBusAddress, new_method_call
         from jeepney.io.blocking import open_dbus_connection
+        from jeepney.low_level import MessageFlag
 
         deadline = time.monotonic() + self.timeout_s * 5
         while True:  # the launcher answers once it has started the accessibility bus
+            # Never auto-start: before our launcher owns org.a11y.Bus, the session bus would
+            # activate a second launcher from the system's service files, and ours, losing the
+            # name to it, would exit (seen under load).
+            get_address = new_method_call(
+                DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Bus"), "GetAddress"
+            )
+            get_address.header.flags |= MessageFlag.no_auto_start
             try:
                 with contextlib.closing(open_dbus_connection(self.session_address)) as session:
-                    reply = session.send_and_get_reply(
-                        new_method_call(
-                            DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Bus"),
-                            "GetAddress",
-                        ),
-                        timeout=self.timeout_s,
-                    )
+                    reply = session.send_and_get_reply(get_address, timeout=self.timeout_s)
                 address = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
                 if address.startswith("unix:"):
                     break
