@@ -105,8 +105,13 @@ _TRUTH_CHAT = (
 )
 
 
-def _random_truth_move(rng: random.Random, instruction: str) -> str:
-    return rng.choice(_TRUTH_CHAT)
+def _chat_from(lines: tuple[str, ...]) -> Callable[[random.Random, str], str]:
+    """A random move for a chat phase: one of `lines`."""
+
+    def move(rng: random.Random, instruction: str) -> str:
+        return rng.choice(lines)
+
+    return move
 
 
 # ---------------------------------------------------------------------------- dilemma
@@ -159,10 +164,6 @@ _PUBLIC_GOODS_CHAT = (
     "{I will contribute half.}",
     "I will stay silent this turn.",
 )
-
-
-def _random_public_goods_move(rng: random.Random, instruction: str) -> str:
-    return rng.choice(_PUBLIC_GOODS_CHAT)
 
 
 def _end_if_everyone_eliminated(ta_env: Any) -> None:
@@ -238,7 +239,7 @@ GAMES: Mapping[str, GameSpec] = {
             max_turns=16,
             moves="free text for 5 turns, then the Guesser answers `[Fact 1]` or `[Fact 2]`",
             chat=True,
-            random_move=_random_truth_move,
+            random_move=_chat_from(_TRUTH_CHAT),
             admissible=_truth_moves,
         ),
         GameSpec(
@@ -273,7 +274,7 @@ GAMES: Mapping[str, GameSpec] = {
             moves="free text, public only inside `{...}`, for 3 turns; then a contribution "
             "`[X]` (0 <= X <= 20)",
             chat=True,
-            random_move=_random_public_goods_move,
+            random_move=_chat_from(_PUBLIC_GOODS_CHAT),
             term="payoff",
             tally=_scores("total_scores"),
             admissible=_public_goods_moves,

@@ -116,6 +116,9 @@ class SocialEnv(ParallelEnv):
             max_action_length=max_action_length,
             render_mode=render_mode,
         )
+        if judge_cache is not None and (judge is None or isinstance(judge, LLMJudge)):
+            raise TypeError("judge_cache needs a judge given as a spec or Policy (an LLMJudge "
+                            "takes its cache itself: LLMJudge(policy, cache=PATH))")  # fmt: skip
         if judge is None or isinstance(judge, LLMJudge):
             self.judge: LLMJudge | None = judge
         else:

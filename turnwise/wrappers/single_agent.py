@@ -181,7 +181,7 @@ class SingleAgent(Env):
         self._pending, self._pending_end = self._advance(texts), None
         if not self.parallel_env.agents:
             self._pending_end = (self._obs[self.learner], dict(self._infos[self.learner]))
-        return self._observation(texts), info
+        return _joined(self._obs[self.learner], texts), info
 
     def _partner_moves(self) -> dict[str, Any]:
         return {
@@ -212,9 +212,6 @@ class SingleAgent(Env):
                 if name != VALID_TERM:
                     terms[name] = terms.get(name, 0.0) + float(value)
         return terms
-
-    def _observation(self, texts: list[str]) -> Observation:
-        return {**self._obs[self.learner], "text": "\n".join(t for t in texts if t)}
 
     def _step(self, action: str) -> StepResult:
         terms = dict(self._pending)
@@ -254,7 +251,7 @@ class SingleAgent(Env):
             ended = True
             extra["truncation_reason"] = info.get("truncation_reason", "inner env truncated")
         return StepResult(
-            observation={**obs, "text": "\n".join(t for t in texts if t)},
+            observation=_joined(obs, texts),
             reward_terms=terms,
             valid=valid,
             terminated=ended,
@@ -281,6 +278,11 @@ class SingleAgent(Env):
 
     def _close(self) -> None:
         self.parallel_env.close()
+
+
+def _joined(observation: Observation, texts: list[str]) -> Observation:
+    """`observation` with the text of every inner step it covers, one after another."""
+    return {**observation, "text": "\n".join(t for t in texts if t)}
 
 
 def make_single_agent(**kwargs: Any) -> SingleAgent:

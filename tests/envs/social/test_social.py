@@ -246,6 +246,8 @@ def test_conformance_with_and_without_a_judge() -> None:
     check_parallel_env(SocialEnv(judge=ScriptedJudge(), judge_every_turn=True), n_tasks=1)
     env = turnwise.make("turnwise/Social-v0", judge=ScriptedJudge())
     assert env.judge.name == "scripted-judge"
+    with pytest.raises(TypeError, match="judge_cache needs a judge"):
+        SocialEnv(judge_cache="cache.jsonl")
 
 
 # ----------------------------------------------------------------------------- a real judge
